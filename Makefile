@@ -1,0 +1,20 @@
+# The two commands of the README, plus the pieces they are made of.
+PY := .venv/bin/python
+CONFIG ?= conf/adaptive.toml
+
+.PHONY: setup run test bench clean
+
+setup:
+	./setup.sh
+
+run: setup
+	.venv/bin/adaptive run -c $(CONFIG)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/parse.py
+
+clean:
+	rm -rf .venv .pytest_cache build *.egg-info

@@ -1,0 +1,3 @@
+from adaptive.cli import main
+
+raise SystemExit(main())
