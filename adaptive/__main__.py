@@ -1,3 +1,3 @@
-from adaptive.cli import main
+from adaptive.control.cli import main
 
 raise SystemExit(main())

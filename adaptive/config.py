@@ -1,0 +1,300 @@
+"""The configuration: TOML files merged key by key, validated into frozen dataclasses.
+
+An admin keeps the shipped `conf/adaptive.toml` untouched and puts local changes in later files
+(`-c` again, or drop-ins in `/etc/adaptive/adaptive.d/*.toml`): a later file overrides an earlier one
+key by key, tables merge, arrays are replaced whole. Every key remembers the file that set it, so an
+error names the file, the key and the bad value.
+
+Each section is a dataclass; a field's `metadata["check"]` validates and converts the raw TOML value.
+A later stage adds its section by adding a dataclass here and a field to `Config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_CONFIG = Path("/etc/adaptive/adaptive.toml")
+DEFAULT_DROPINS = Path("/etc/adaptive/adaptive.d")
+SHIPPED_FILTERS = Path(__file__).resolve().parent.parent / "filters"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names file, key and value at fault."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# --- value checks: each takes the raw TOML value and returns the converted one or raises ValueError ---
+
+def _host_port(value: str) -> str:
+    if value == "":
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError('expected "host:port" (or "" for off)')
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ValueError(f"{host!r} is not an IP address") from None
+    return value
+
+
+def _networks(value: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    nets = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not a string")
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an address or prefix") from None
+    return tuple(nets)
+
+
+def _table_name(value: str) -> str:
+    if not value or not (value[0].isalpha() and all(c.isalnum() or c in "_-" for c in value)):
+        raise ValueError("a table name is letters, digits, '_' and '-', starting with a letter")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+    return check
+
+
+def _path(value: str) -> Path:
+    if not value:
+        raise ValueError("a path must not be empty")
+    return Path(value)
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
+
+
+def _checked(default: Any, check: Callable[[Any], Any], doc: str = "") -> Any:
+    return field(default=default, metadata={"check": check, "doc": doc})
+
+
+# --- sections ---
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One log file to follow; the section name (`[sources.NAME]`) names it in metrics and status."""
+    path: Path = _checked(None, _path)
+    # Where to begin when no position was saved: "end" skips history, "beginning" reads it.
+    start: str = _checked("end", _one_of("end", "beginning"))
+
+
+@dataclass(frozen=True)
+class FiltersConfig:
+    # Directory of filter files; empty means the filters shipped with adaptive.
+    directory: Path | None = _checked(None, _optional_path)
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    path: Path = _checked(Path("/var/lib/adaptive/state.db"), _path)
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    socket: Path = _checked(Path("/run/adaptive/control.sock"), _path)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = _checked("127.0.0.1:9469", _host_port)
+
+
+@dataclass(frozen=True)
+class NftablesConfig:
+    table: str = _checked("adaptive", _table_name)
+
+
+@dataclass(frozen=True)
+class AllowlistConfig:
+    addresses: tuple = _checked((), _networks)
+
+
+@dataclass(frozen=True)
+class Config:
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    nftables: NftablesConfig = field(default_factory=NftablesConfig)
+    allowlist: AllowlistConfig = field(default_factory=AllowlistConfig)
+    # The files read, in order, for messages and `adaptive status`.
+    files: tuple[Path, ...] = ()
+
+    @property
+    def filters_directory(self) -> Path:
+        return self.filters.directory or SHIPPED_FILTERS
+
+
+# --- loading ---
+
+def read_files(paths: list[Path]) -> tuple[dict, dict[str, Path]]:
+    """Merge TOML files in order; return the merged tree and, per dotted key, the file that set it."""
+    merged: dict = {}
+    origin: dict[str, Path] = {}
+    problems = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                tree = tomllib.load(f)
+        except FileNotFoundError:
+            problems.append(f"{path}: no such file")
+            continue
+        except OSError as e:
+            problems.append(f"{path}: cannot read: {e.strerror}")
+            continue
+        except tomllib.TOMLDecodeError as e:
+            problems.append(f"{path}: not valid TOML: {e}")
+            continue
+        _merge(merged, tree, origin, path, "")
+    if problems:
+        raise ConfigError(problems)
+    return merged, origin
+
+
+def _merge(into: dict, tree: dict, origin: dict[str, Path], path: Path, prefix: str) -> None:
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, origin, path, dotted + ".")
+        else:
+            into[key] = _copy(value)
+            _mark(origin, value, path, dotted)
+
+
+def _copy(value: Any) -> Any:
+    return {k: _copy(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _mark(origin: dict[str, Path], value: Any, path: Path, dotted: str) -> None:
+    origin[dotted] = path
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _mark(origin, sub, path, f"{dotted}.{key}")
+
+
+def config_files(explicit: list[Path], dropins: Path | None = DEFAULT_DROPINS) -> list[Path]:
+    """The files to read: the `-c` files (or the default one), then the drop-ins, sorted by name."""
+    files = list(explicit) or [DEFAULT_CONFIG]
+    if dropins is not None and dropins.is_dir():
+        files += sorted(p for p in dropins.glob("*.toml") if p.is_file())
+    return files
+
+
+def load(explicit: list[Path], dropins: Path | None = DEFAULT_DROPINS) -> Config:
+    files = config_files(explicit, dropins)
+    tree, origin = read_files(files)
+    return build(tree, origin, tuple(files))
+
+
+def build(tree: dict, origin: dict[str, Path], files: tuple[Path, ...] = ()) -> Config:
+    """Validate a merged tree into a Config, collecting every problem rather than stopping at the first."""
+    problems: list[str] = []
+    sections: dict[str, Any] = {}
+    hints = typing.get_type_hints(Config)
+    for name, value in tree.items():
+        if name == "files" or name not in hints:
+            problems.append(_where(origin, name, f"unknown section [{name}]"))
+            continue
+        if not isinstance(value, dict):
+            problems.append(_where(origin, name, f"{name} must be a table, got {value!r}"))
+            continue
+        if name == "sources":
+            sources = {}
+            for src_name, src in value.items():
+                if not isinstance(src, dict):
+                    problems.append(_where(origin, f"sources.{src_name}",
+                                           f"sources.{src_name} must be a table, got {src!r}"))
+                    continue
+                built = _section(SourceConfig, src, origin, f"sources.{src_name}", problems)
+                if built is not None:
+                    sources[src_name] = built
+            sections[name] = sources
+        else:
+            built = _section(hints[name], value, origin, name, problems)
+            if built is not None:
+                sections[name] = built
+    if problems:
+        raise ConfigError(problems)
+    return Config(**sections, files=files)
+
+
+def _section(cls: type, values: dict, origin: dict[str, Path], prefix: str, problems: list[str]) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    before = len(problems)
+    for key, raw in values.items():
+        dotted = f"{prefix}.{key}"
+        f = known.get(key)
+        if f is None:
+            problems.append(_where(origin, dotted, f"unknown key {dotted}"))
+            continue
+        expected = _toml_type(f.metadata["check"], f.default)
+        if expected is not None and not _is_type(raw, expected):
+            problems.append(_where(origin, dotted,
+                                   f"{dotted} = {_show(raw)}: expected {_type_name(expected)}"))
+            continue
+        try:
+            kwargs[key] = f.metadata["check"](raw)
+        except ValueError as e:
+            problems.append(_where(origin, dotted, f"{dotted} = {_show(raw)}: {e}"))
+    for name, f in known.items():
+        if name not in kwargs and f.default is None and f.metadata["check"] is _path:
+            problems.append(_where(origin, prefix, f"{prefix}.{name} is required"))
+    if len(problems) > before:
+        return None
+    return cls(**kwargs)
+
+
+def _toml_type(check: Callable, default: Any) -> type | None:
+    """The TOML type a check accepts, read from its annotation so the two never disagree."""
+    hints = typing.get_type_hints(check)
+    arg = next((v for k, v in hints.items() if k != "return"), None)
+    return typing.get_origin(arg) or arg
+
+
+def _is_type(raw: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(raw, (int, float)) and not isinstance(raw, bool)
+    if expected is int:
+        return isinstance(raw, int) and not isinstance(raw, bool)
+    return isinstance(raw, expected)
+
+
+def _type_name(t: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            list: "a list", dict: "a table"}.get(t, t.__name__)
+
+
+def _show(raw: Any) -> str:
+    if isinstance(raw, str):
+        return '"' + raw.replace('"', '\\"') + '"'
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return repr(raw)
+
+
+def _where(origin: dict[str, Path], dotted: str, message: str) -> str:
+    path = origin.get(dotted)
+    return f"{path}: {message}" if path else message

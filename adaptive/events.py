@@ -1,0 +1,49 @@
+"""Events: what the filters make of a log line, and all that later stages ever see of it.
+
+An event is a small frozen record: which address did what, when (the log's own time), and which
+filter rule said so. Scoring weighs events; it never reads log lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    """What an event says about its source. Abuse kinds first, then the kinds that forgive or pace."""
+
+    AUTH_FAILURE = "auth_failure"            # a wrong password, any mechanism
+    UNKNOWN_USER = "unknown_user"            # RCPT/VRFY to a user that does not exist
+    RELAY_DENIED = "relay_denied"            # tried to relay through us
+    RBL_LISTED = "rbl_listed"                # listed by a DNS blocklist we consult
+    HELO_REJECTED = "helo_rejected"
+    SENDER_REJECTED = "sender_rejected"
+    CLIENT_REJECTED = "client_rejected"      # rejected for what the client is (no rDNS, access map)
+    MESSAGE_REJECTED = "message_rejected"    # content refused (milter, e.g. spam)
+    PROTOCOL_ABUSE = "protocol_abuse"        # pipelining, non-SMTP, pregreet, limits, plaintext auth
+    LOST_CONNECTION = "lost_connection"      # hung up mid-dialogue (not after DATA)
+    NO_AUTH_DISCONNECT = "no_auth_disconnect"  # IMAP/POP3 connection that never tried to log in
+    AUTH_SUCCESS = "auth_success"            # forgives: a real user behind this address
+    MESSAGE_ACCEPTED = "message_accepted"    # paces: spam bursts, compromised accounts
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing a source address did, as a filter rule read it from one log line.
+
+    `time` is the log line's own timestamp (seconds since the epoch), so a replayed log is judged
+    exactly as the live one was. `weight` is the rule's own weight, or None for the kind's weight
+    from the configuration. `count` is how many of the thing happened (recipients of an accepted
+    message; 1 otherwise).
+    """
+
+    time: float
+    source: str       # the service family that wrote the line: "postfix" or "dovecot"
+    filter: str       # the filter file's name
+    rule: str         # the rule's id within that filter
+    kind: Kind
+    ip: str           # normalised: IPv4 dotted quad or compressed IPv6, never IPv4-mapped
+    user: str | None = None
+    weight: float | None = None
+    count: int = 1
