@@ -1,0 +1,380 @@
+"""Following one log file across rotations and restarts, without losing or repeating a line.
+
+A source holds one open file descriptor and reads it with `pread` from where it stands. It never saves
+its position itself: each chunk carries the position after it, and the daemon commits that once the
+chunk's lines are dealt with, so a crash in between reads them again rather than dropping them.
+
+How each kind of rotation looks from here, and what is done about it:
+
+- rename (logrotate `create`, the default): the path now names a new inode. The old file is still
+  open, so it is read to its end (with whatever the logger appended after the rename), then the new
+  file is followed from 0. The switch waits until the new file has a byte: a logger writes one file at
+  a time, so once the new one grows it has let go of the old one, and until then nothing is lost by
+  staying.
+- delete and recreate: the same, with the old file read through its descriptor.
+- copytruncate: the same inode shrinks below what was read, or its first line changes (it was
+  truncated and refilled past our offset between two polls). Reading starts again at 0. Lines written
+  between our last read and the truncation were in the copy only: they are lost, and no reader of the
+  original can avoid that.
+- rotated while the daemon was down: the saved inode is no longer at the path. It is looked for
+  among the rotated siblings in the same directory (`mail.log.1`, `mail.log-20261124`; compressed ones
+  are skipped, their inode is not the one we read), finished from the saved offset, then the current
+  file is read from 0. If it is nowhere (deleted, or compressed already), its unread lines are gone
+  and the current file is read from 0.
+
+Not covered: two rotations while the daemon was down (the file rotated in between is skipped: which
+sibling came after which is not something a name reliably says), and a logger that goes on writing
+the old file after the new one has grown (two writers; what it writes after our switch is lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Literal
+
+from adaptive.sources.position import Chunk, Position, PositionStore, fingerprint
+
+MAX_CHUNK = 4 * 1024 * 1024   # bytes read per chunk at most, so a backlog is handed on in slices
+MAX_LINE = 1024 * 1024        # a half-written line kept longer than this is discarded
+COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".lzma", ".Z")
+_MAX_SWITCHES = 8             # files followed in one poll: a bound, should rotations come in a storm
+
+log = logging.getLogger(__name__)
+
+
+class _NotAFile(Exception):
+    """The path names something that is not a regular file (a directory, a FIFO)."""
+
+
+class _OpenFile:
+    """One open log file: its descriptor, its identity and how far its lines have been consumed."""
+
+    def __init__(self, fd: int, st: os.stat_result, fingerprint: str, name: str):
+        self.fd = fd
+        self.device, self.inode = st.st_dev, st.st_ino
+        self.name = name               # the name it was opened by, for messages
+        self.offset = 0                # bytes of complete lines consumed
+        self.read_to = 0               # bytes read: offset + the partial line (kept or being discarded)
+        self.pending = b""             # a partial last line, waiting for its newline
+        self.discarding = False        # inside a line longer than max_line: skip to its newline
+        self.fingerprint = fingerprint
+
+    def position(self) -> Position:
+        return Position(self.device, self.inode, self.offset, self.fingerprint)
+
+    def is_(self, st: os.stat_result) -> bool:
+        return (st.st_dev, st.st_ino) == (self.device, self.inode)
+
+    def resume(self, saved: Position) -> bool:
+        """Move to `saved` if it is a position in this very file; say whether it was."""
+        if ((saved.device, saved.inode, saved.fingerprint) != (self.device, self.inode, self.fingerprint)
+                or os.fstat(self.fd).st_size < saved.offset):
+            return False
+        self.offset = self.read_to = saved.offset
+        return True
+
+    def restart(self) -> None:
+        self.offset = self.read_to = 0
+        self.pending, self.discarding, self.fingerprint = b"", False, ""
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class FileSource:
+    """Reads the complete lines appended to one log file, across rotations and restarts.
+
+    >>> source = FileSource("mail", "/var/log/mail.log", state)
+    >>> for chunk in source.poll():          # [] once caught up; call again while it returns chunks
+    ...     engine.scan(chunk.data)
+    ...     source.commit(chunk)              # or save chunk.position with the results, in one transaction
+
+    `start` places the first file opened when no position was saved: "end" skips what it holds,
+    "beginning" reads it. A file that appears after the first poll is new, so it is read from 0.
+
+    `poll()` is correct whenever it is called, whatever file events were missed, so a `Watch` only
+    makes it prompt. It reads at most `max_chunk` bytes per call, so a long backlog comes in slices.
+    A half-written last line is kept, not returned, until its newline arrives; one longer than
+    `max_line` is dropped up to its newline and counted in `discarded_lines`, so that a runaway
+    line cannot hold memory without bound. Errors (permission denied, a directory at the path) never
+    raise: `error` names the path and the problem until a poll succeeds again. Bytes in, bytes out:
+    lines are not decoded here.
+    """
+
+    def __init__(self, name: str, path: str | os.PathLike[str], store: PositionStore,
+                 start: Literal["end", "beginning"] = "end", max_chunk: int = MAX_CHUNK,
+                 max_line: int = MAX_LINE):
+        if start not in ("end", "beginning"):
+            raise ValueError(f"source {name}: start must be 'end' or 'beginning', got {start!r}")
+        if max_chunk < 1 or max_line < 1:
+            raise ValueError(f"source {name}: max_chunk and max_line must be positive")
+        self.name = name
+        self.path = Path(path)
+        self.store = store
+        self.start = start
+        self.max_chunk = max_chunk
+        self.max_line = max_line
+        self.error: str | None = None      # the problem of the last poll, naming the path; None if fine
+        self.discarded_lines = 0           # too long, or left without a newline by a rotation
+        self.rotations = 0                 # switches to a new file at the path
+        self.truncations = 0               # copytruncate or a rewrite in place: read again from 0
+        self._file: _OpenFile | None = None
+        self._resumed = False
+        self._initial = start              # where the first file opened is begun, if none was saved
+        self._reported: Position | None = None   # the position of the last chunk returned (or loaded)
+
+    @property
+    def position(self) -> Position | None:
+        """Where the source stands now, including lines not yet committed; None while no file is open."""
+        return self._file.position() if self._file else None
+
+    def poll(self) -> list[Chunk]:
+        """The complete lines appended since the last poll, as chunks in order; [] when caught up.
+
+        A backlog comes one max_chunk slice per call (call again while it returns chunks); an empty
+        chunk says the position moved without a line to show (see `Chunk`).
+        """
+        out: list[Chunk] = []
+        try:
+            if not self._resumed:
+                self._resume()
+            self._follow(out)
+        except OSError as e:
+            self._report(f"{e.filename or self.path}: {e.strerror or e}")
+        except _NotAFile as e:
+            self._report(str(e))
+        else:
+            self._report(None)
+        position = self.position
+        if position is not None and position != (out[-1].position if out else self._reported):
+            out.append(Chunk(self.name, b"", position))
+        if out:
+            self._reported = out[-1].position
+        return out
+
+    def commit(self, chunk: Chunk) -> None:
+        """Save the position after `chunk` in the store: call it once the chunk's lines are dealt with."""
+        if chunk.source != self.name:
+            raise ValueError(f"source {self.name}: cannot commit a chunk of source {chunk.source}")
+        self.store.save_position(self.name, chunk.position)
+
+    def close(self) -> None:
+        """Close the open file; the source is done (a new one resumes from the store)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    # --- placing ourselves at start ---
+
+    def _resume(self) -> None:
+        saved = self.store.load_position(self.name)
+        self._file = self._open_at_start() if saved is None else self._reopen(saved)
+        self._reported = saved
+        self._resumed = True
+        self._initial = "beginning"    # a file that appears from now on is new: all of it is unread
+
+    def _open_at_start(self) -> _OpenFile | None:
+        """The file at the path, placed as `start` says (with nothing saved), or None if absent."""
+        f = self._open(self.path)
+        if f is not None and self._initial == "end":
+            try:
+                self._place_at_end(f)
+            except BaseException:
+                f.close()
+                raise
+        return f
+
+    def _place_at_end(self, f: _OpenFile) -> None:
+        """Skip history, but not the line being written now: start after the last newline."""
+        size = os.fstat(f.fd).st_size
+        window = min(size, self.max_line)
+        tail = os.pread(f.fd, window, size - window)
+        newline = tail.rfind(b"\n")
+        if newline >= 0:
+            f.offset = f.read_to = size - window + newline + 1
+        elif window < size:   # the line being written is already too long to keep
+            f.offset = f.read_to = size
+            f.discarding = True
+
+    def _reopen(self, saved: Position) -> _OpenFile | None:
+        """The saved file at the saved offset, wherever it went; else the file at the path from 0."""
+        current = self._open(self.path)
+        if current is not None and current.resume(saved):
+            return current
+        try:
+            rotated = self._find_rotated(saved)
+        except BaseException:
+            if current is not None:
+                current.close()
+            raise
+        if rotated is not None:
+            if current is not None:
+                current.close()
+            log.info("%s: resuming in %s, rotated while we were down", self.path, rotated.name)
+            return rotated
+        if current is not None:
+            log.info("%s: the file of the saved position is gone; reading this one from its start",
+                     self.path)
+        return current
+
+    def _find_rotated(self, saved: Position) -> _OpenFile | None:
+        """The saved file among the rotated siblings of the path, at the saved offset, if it is there."""
+        base = self.path.name
+        try:
+            entries = list(os.scandir(self.path.parent))
+        except FileNotFoundError:
+            return None
+        for entry in entries:
+            if (entry.name == base or not entry.name.startswith(base)
+                    or entry.name.endswith(COMPRESSED)):
+                continue
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) != (saved.device, saved.inode):
+                continue
+            try:
+                f = self._open(Path(entry.path))
+            except (OSError, _NotAFile):
+                continue
+            if f is not None:
+                if f.resume(saved):
+                    return f
+                f.close()
+        return None
+
+    # --- following ---
+
+    def _follow(self, out: list[Chunk]) -> None:
+        if self._file is None:
+            self._file = self._open_at_start()
+            if self._file is None:
+                return
+        for _ in range(_MAX_SWITCHES):
+            if self._read_slice(out):
+                return                 # handed on a full slice: the rest at the next poll
+            successor = self._successor()
+            if successor is None:
+                return
+            if self._read_slice(out):  # what the logger appended to the old file since
+                successor.close()
+                return
+            self._switch(successor)
+
+    def _read_slice(self, out: list[Chunk]) -> bool:
+        """Read up to one max_chunk of lines into `out`; True if there may be more, False at the end.
+
+        Reads that complete no line (the middle of a line being discarded) hold no memory, so they
+        go on: a poll returns [] only at the end of the file.
+        """
+        while True:
+            before = len(out)
+            if not self._read(out):
+                return False
+            if len(out) > before:
+                return True
+
+    def _read(self, out: list[Chunk]) -> bool:
+        """Read once from the open file into `out`; True if it read a full max_chunk (maybe more)."""
+        f = self._file
+        assert f is not None
+        size = os.fstat(f.fd).st_size
+        if size < f.read_to or (f.fingerprint and fingerprint(f.fd) != f.fingerprint):
+            log.info("%s: truncated (copytruncate?): reading it again from its start", f.name)
+            self.truncations += 1
+            self._drop_partial(f)
+            f.restart()
+        data = os.pread(f.fd, self.max_chunk, f.read_to)
+        base = f.read_to
+        f.read_to += len(data)
+        lines = self._take(f, data, base)
+        if not f.fingerprint:
+            f.fingerprint = fingerprint(f.fd)
+        if lines:
+            out.append(Chunk(self.name, lines, f.position()))
+        return len(data) == self.max_chunk
+
+    def _take(self, f: _OpenFile, data: bytes, base: int) -> bytes:
+        """The complete lines that `data` (read at `base`) completes; keeps the partial rest."""
+        start = 0
+        if f.discarding:
+            newline = data.find(b"\n")
+            if newline < 0:
+                return b""
+            f.discarding = False
+            self.discarded_lines += 1
+            f.offset = base + newline + 1
+            start = newline + 1
+        last = data.rfind(b"\n")
+        if last < start:
+            f.pending += data[start:]
+            lines = b""
+        else:
+            lines = f.pending + data[start:last + 1]
+            f.pending = data[last + 1:]
+            f.offset = base + last + 1
+        if len(f.pending) > self.max_line:
+            log.warning("%s: a line longer than %d bytes at offset %d: discarded", f.name,
+                        self.max_line, f.offset)
+            f.pending = b""
+            f.discarding = True
+        return lines
+
+    def _successor(self) -> _OpenFile | None:
+        """The new file at the path, if it is another file than ours and has begun (see the module)."""
+        assert self._file is not None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None                # deleted or renamed, not yet recreated: keep reading the old one
+        if self._file.is_(st) or st.st_size == 0:
+            return None
+        f = self._open(self.path)      # it may have changed again since the stat: check what we got
+        if f is not None and (self._file.is_(os.fstat(f.fd)) or os.fstat(f.fd).st_size == 0):
+            f.close()
+            return None
+        return f
+
+    def _switch(self, successor: _OpenFile) -> None:
+        old = self._file
+        assert old is not None
+        self._drop_partial(old)
+        old.close()
+        self._file = successor
+        self.rotations += 1
+        log.info("%s: rotated: finished the old file at offset %d, following the new one",
+                 self.path, old.offset)
+
+    def _drop_partial(self, f: _OpenFile) -> None:
+        """A partial line that can never be completed (its file rotated or truncated) is dropped."""
+        if f.pending or f.discarding:
+            self.discarded_lines += 1
+
+    def _open(self, path: Path) -> _OpenFile | None:
+        """The regular file at `path`, open at offset 0, or None if there is none."""
+        try:
+            # O_NONBLOCK: a FIFO at the path must not hang the open; it is refused just below.
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+                raise _NotAFile(f"{path}: is {kind}, not a log file")
+            return _OpenFile(fd, st, fingerprint(fd), str(path))
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _report(self, error: str | None) -> None:
+        if error != self.error:
+            if error is not None:
+                log.warning("source %s: %s", self.name, error)
+            elif self.error is not None:
+                log.info("source %s: %s is readable again", self.name, self.path)
+        self.error = error

@@ -1,0 +1,518 @@
+"""Following a log file: every line once, in order, across rotations, truncations and restarts.
+
+The tests drive `poll()` directly, so they are deterministic; only the watch test involves a thread,
+and it waits on an Event with a deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+from watchdog.events import FileModifiedEvent, FileOpenedEvent
+
+from adaptive.sources import Chunk, FileSource, Position, Watch, fingerprint
+from adaptive.sources import file as file_module
+from adaptive.state import State
+
+
+class MemoryStore:
+    """A PositionStore in a dict."""
+
+    def __init__(self) -> None:
+        self.positions: dict[str, Position] = {}
+
+    def load_position(self, source: str) -> Position | None:
+        return self.positions.get(source)
+
+    def save_position(self, source: str, position: Position) -> None:
+        self.positions[source] = position
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def drain(source: FileSource, commit: bool = True) -> bytes:
+    """Poll until caught up; the lines read, committing each chunk as the daemon would."""
+    data = b""
+    for _ in range(10000):
+        chunks = source.poll()
+        if not chunks:
+            return data
+        for chunk in chunks:
+            assert chunk.source == source.name
+            assert chunk.data == b"" or chunk.data.endswith(b"\n")
+            data += chunk.data
+            if commit:
+                source.commit(chunk)
+    raise AssertionError("poll() never caught up")
+
+
+def inode(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    return tmp_path / "mail.log"
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+# --- where to start ---
+
+def test_start_end_skips_existing_lines_and_commits_that_point(log, store):
+    log.write_bytes(b"old 1\nold 2\n")
+    source = FileSource("mail", log, store, start="end")
+    chunks = source.poll()
+    assert [c.data for c in chunks] == [b""]          # nothing to read, but a position to save
+    source.commit(chunks[0])
+    assert store.positions["mail"].offset == 12
+    append(log, b"new\n")
+    assert drain(source) == b"new\n"
+
+
+def test_start_end_keeps_the_line_being_written(log, store):
+    log.write_bytes(b"old\nhalf")
+    source = FileSource("mail", log, store, start="end")
+    assert drain(source) == b""
+    append(log, b" done\n")
+    assert drain(source) == b"half done\n"
+
+
+def test_start_beginning_reads_existing_lines(log, store):
+    log.write_bytes(b"old 1\nold 2\n")
+    source = FileSource("mail", log, store, start="beginning")
+    assert drain(source) == b"old 1\nold 2\n"
+
+
+def test_missing_file_is_no_error_and_is_read_from_its_beginning_once_created(log, store):
+    source = FileSource("mail", log, store, start="end")
+    assert source.poll() == []
+    assert source.error is None
+    assert source.position is None
+    log.write_bytes(b"first\nsecond\n")                 # created after start: all of it is new
+    assert drain(source) == b"first\nsecond\n"
+
+
+def test_missing_directory_is_no_error(tmp_path, store):
+    source = FileSource("mail", tmp_path / "not-yet" / "mail.log", store)
+    assert source.poll() == []
+    assert source.error is None
+
+
+# --- resuming ---
+
+def test_resume_at_saved_position(log, store):
+    log.write_bytes(b"a\nb\n")
+    first = FileSource("mail", log, store, start="beginning")
+    assert drain(first) == b"a\nb\n"
+    first.close()
+    append(log, b"c\n")
+    second = FileSource("mail", log, store, start="end")   # start only matters with nothing saved
+    assert drain(second) == b"c\n"
+
+
+def test_uncommitted_lines_are_read_again_after_restart(log, store):
+    log.write_bytes(b"a\nb\n")
+    first = FileSource("mail", log, store, start="beginning")
+    assert drain(first, commit=False) == b"a\nb\n"          # read, then the daemon died
+    first.close()
+    second = FileSource("mail", log, store, start="beginning")
+    assert drain(second) == b"a\nb\n"
+
+
+def test_reused_inode_with_another_first_line_starts_at_zero(log, store):
+    log.write_bytes(b"new file's first line\nsecond\n")
+    device, ino = inode(log)
+    # What a deleted file whose inode this one reused would have saved:
+    store.positions["mail"] = Position(device, ino, 10, "fingerprint of another first line")
+    source = FileSource("mail", log, store)
+    assert drain(source) == b"new file's first line\nsecond\n"
+
+
+def test_saved_offset_beyond_the_end_starts_at_zero(log, store):
+    log.write_bytes(b"first\n")
+    with open(log, "rb") as f:
+        print_ = fingerprint(f.fileno())
+    store.positions["mail"] = Position(*inode(log), 500, print_)
+    assert drain(FileSource("mail", log, store)) == b"first\n"
+
+
+# --- rotation ---
+
+def test_rename_rotation_finishes_old_file_then_follows_new(log, store):
+    log.write_bytes(b"1\n")
+    source = FileSource("mail", log, store, start="beginning")
+    assert drain(source) == b"1\n"
+    append(log, b"2\n")
+    log.rename(log.with_name("mail.log.1"))
+    append(log.with_name("mail.log.1"), b"3\n")        # the logger still writes the old file
+    log.write_bytes(b"4\n")
+    assert drain(source) == b"2\n3\n4\n"
+    assert source.rotations == 1
+    assert store.positions["mail"] == Position(*inode(log), 2, source.position.fingerprint)
+
+
+def test_rotation_waits_for_the_new_file_to_begin(log, store):
+    log.write_bytes(b"1\n")
+    source = FileSource("mail", log, store, start="beginning")
+    drain(source)
+    log.rename(log.with_name("mail.log.1"))
+    log.write_bytes(b"")                               # logrotate `create`, logger not yet reopened
+    assert drain(source) == b""
+    append(log.with_name("mail.log.1"), b"2\n")         # written before the logger's reopen: kept
+    assert drain(source) == b"2\n"
+    append(log, b"3\n")
+    assert drain(source) == b"3\n"
+    assert source.rotations == 1
+
+
+def test_rotation_while_down_finishes_the_rotated_file(log, store):
+    log.write_bytes(b"1\n")
+    drain(FileSource("mail", log, store, start="beginning"))
+    append(log, b"2\n")                                # unread when the daemon stopped
+    log.rename(log.with_name("mail.log.1"))
+    log.write_bytes(b"3\n")
+    assert drain(FileSource("mail", log, store)) == b"2\n3\n"
+
+
+def test_rotation_while_down_finds_a_dated_sibling_and_skips_compressed_ones(log, store):
+    log.write_bytes(b"1\n")
+    drain(FileSource("mail", log, store, start="beginning"))
+    append(log, b"2\n")
+    dated = log.with_name("mail.log-20261124")
+    log.rename(dated)
+    log.write_bytes(b"3\n")
+    assert drain(FileSource("mail", log, store)) == b"2\n3\n"
+
+    append(log, b"4\n")                                # unread, then compressed while we were down
+    os.link(log, log.with_name("mail.log.1.gz"))        # same inode, but a name we must not read
+    log.unlink()
+    log.write_bytes(b"5\n")
+    assert drain(FileSource("mail", log, store)) == b"5\n"
+
+
+def test_rotation_while_down_and_saved_file_gone_reads_current_from_zero(log, store):
+    log.write_bytes(b"1\n")
+    drain(FileSource("mail", log, store, start="beginning"))
+    log.unlink()
+    log.write_bytes(b"2\n")
+    assert drain(FileSource("mail", log, store)) == b"2\n"
+
+
+def test_copytruncate_starts_again_at_zero(log, store):
+    log.write_bytes(b"1\n2\n")
+    source = FileSource("mail", log, store, start="beginning")
+    drain(source)
+    log.with_name("mail.log.1").write_bytes(log.read_bytes())
+    os.truncate(log, 0)
+    append(log, b"3\n")
+    assert drain(source) == b"3\n"
+    assert source.truncations == 1
+
+
+def test_truncated_and_refilled_past_offset_is_caught_by_fingerprint(log, store):
+    log.write_bytes(b"1\n")
+    source = FileSource("mail", log, store, start="beginning")
+    drain(source)
+    os.truncate(log, 0)
+    append(log, b"a longer first line\n")             # now larger than our offset
+    assert drain(source) == b"a longer first line\n"
+    assert source.truncations == 1
+
+
+def test_copytruncate_while_down(log, store):
+    log.write_bytes(b"1\n2\n3\n")
+    drain(FileSource("mail", log, store, start="beginning"))
+    os.truncate(log, 0)
+    append(log, b"4\n")
+    assert drain(FileSource("mail", log, store)) == b"4\n"
+
+
+def test_delete_and_recreate(log, store):
+    log.write_bytes(b"1\n")
+    source = FileSource("mail", log, store, start="beginning")
+    drain(source)
+    with open(log, "ab") as writer:                    # a logger holding the old file open
+        log.unlink()
+        assert drain(source) == b""
+        assert source.error is None                    # deleted, not recreated: keep waiting
+        writer.write(b"2\n")
+        writer.flush()
+        assert drain(source) == b"2\n"
+        log.write_bytes(b"3\n")
+        writer.write(b"4\n")                           # before the switch: still read
+    assert drain(source) == b"4\n3\n"
+    assert source.rotations == 1
+
+
+def test_deleted_file_keeps_waiting_until_recreated(log, store):
+    log.write_bytes(b"1\n")
+    source = FileSource("mail", log, store, start="beginning")
+    drain(source)
+    log.unlink()
+    for _ in range(3):
+        assert source.poll() == []
+    assert source.error is None
+    log.write_bytes(b"2\n")
+    assert drain(source) == b"2\n"
+
+
+# --- lines ---
+
+def test_half_written_line_is_kept_until_its_newline(log, store):
+    log.write_bytes(b"")
+    source = FileSource("mail", log, store, start="beginning")
+    drain(source)
+    append(log, b"one\ntw")
+    assert drain(source) == b"one\n"
+    assert store.positions["mail"].offset == 4           # the partial line is not counted
+    append(log, b"o")
+    assert drain(source) == b""
+    append(log, b"\nthree\n")
+    assert drain(source) == b"two\nthree\n"
+    assert store.positions["mail"].offset == len(b"one\ntwo\nthree\n")
+
+
+def test_half_written_first_line_has_no_fingerprint_yet(log, store):
+    log.write_bytes(b"par")
+    source = FileSource("mail", log, store, start="beginning")
+    drain(source)
+    assert store.positions["mail"].fingerprint == ""
+    append(log, b"tial\n")
+    drain(source)
+    with open(log, "rb") as f:
+        assert store.positions["mail"].fingerprint == fingerprint(f.fileno()) != ""
+
+
+def test_huge_line_is_discarded_and_counted(log, store):
+    log.write_bytes(b"")
+    source = FileSource("mail", log, store, start="beginning", max_chunk=1000, max_line=100)
+    drain(source)
+    append(log, b"before\n" + b"x" * 5000)
+    assert drain(source) == b"before\n"
+    assert source.discarded_lines == 0                 # not over yet
+    append(log, b"y" * 3000)
+    assert drain(source) == b""
+    append(log, b"z\nafter\n")
+    assert drain(source) == b"after\n"
+    assert source.discarded_lines == 1
+    assert store.positions["mail"].offset == log.stat().st_size
+
+
+def test_long_complete_lines_within_a_read_pass_through(log, store):
+    line = b"y" * 300 + b"\n"
+    log.write_bytes(line * 3)
+    source = FileSource("mail", log, store, start="beginning", max_chunk=4096, max_line=100)
+    assert drain(source) == line * 3                     # only a kept partial line is capped
+
+
+def test_backlog_comes_in_slices_of_max_chunk(log, store):
+    lines = b"".join(b"line %04d\n" % i for i in range(1000))
+    log.write_bytes(lines)
+    source = FileSource("mail", log, store, start="beginning", max_chunk=1000)
+    chunks = source.poll()
+    assert len(chunks) == 1 and len(chunks[0].data) <= 1000
+    assert chunks[0].data + drain(source) == lines
+
+
+def test_binary_and_nul_bytes_pass_through(log, store):
+    garbage = bytes(range(256)).replace(b"\n", b"") + b"\x00\x00\xff\xfe\n" + b"\x00" * 10 + b"\n"
+    log.write_bytes(garbage)
+    source = FileSource("mail", log, store, start="beginning")
+    assert drain(source) == garbage
+
+
+def test_restarts_interleaved_with_rotations_lose_and_repeat_nothing(tmp_path, log):
+    """The daemon's loop, killed and restarted between rotations: each line processed exactly once."""
+    database = tmp_path / "state" / "state.db"
+    counter = itertools.count()
+    expected: list[bytes] = []
+    processed: list[bytes] = []
+
+    def write(path: Path, n: int, lost: bool = False) -> None:
+        lines = [b"line %d" % next(counter) for _ in range(n)]
+        append(path, b"".join(line + b"\n" for line in lines))
+        if not lost:
+            expected.extend(lines)
+
+    def run(source: FileSource, crash_after: int | None = None) -> None:
+        """Process and commit chunks until caught up, or die after `crash_after` chunks."""
+        done = 0
+        while chunks := source.poll():
+            for chunk in chunks:
+                if done == crash_after:
+                    return                             # read, never processed nor committed
+                processed.extend(chunk.data.splitlines())
+                source.commit(chunk)
+                done += 1
+
+    def restart(crash_after: int | None = None) -> None:
+        with State(database) as state:
+            source = FileSource("mail", log, state, start="beginning", max_chunk=40)
+            run(source, crash_after)
+            source.close()
+
+    def rotate() -> None:
+        for n in (3, 2, 1):
+            older = log.with_name(f"mail.log.{n}")
+            if older.exists():
+                older.rename(log.with_name(f"mail.log.{n + 1}"))
+        log.rename(log.with_name("mail.log.1"))
+        log.write_bytes(b"")
+
+    write(log, 5)
+    restart()
+    write(log, 7)
+    restart(crash_after=1)                             # dies mid-backlog
+    restart()
+    write(log, 3)
+    rotate()                                           # rotated while down
+    write(log, 4)
+    restart()
+    write(log, 3)
+    restart(crash_after=0)
+
+    with State(database) as state:                     # rotations while running
+        source = FileSource("mail", log, state, start="beginning", max_chunk=40)
+        run(source)
+        write(log, 2)
+        rotate()
+        write(log.with_name("mail.log.1"), 2)           # before the logger reopened
+        run(source)
+        write(log, 3)
+        run(source)
+        write(log, 4)
+        run(source)
+        log.with_name("mail.log.1").write_bytes(log.read_bytes())   # copytruncate, caught up
+        os.truncate(log, 0)
+        write(log, 2)
+        run(source, crash_after=0)
+        source.close()
+
+    restart()
+    write(log, 2, lost=True)                           # deleted unread while down: gone with it
+    log.unlink()
+    restart()
+    write(log, 3)
+    restart()
+
+    assert processed == expected
+    assert len(expected) == 38
+
+
+# --- errors ---
+
+def test_permission_denied_is_reported_not_raised(log, store, monkeypatch):
+    log.write_bytes(b"1\n")
+    real_open = os.open
+
+    def denied(path, *args, **kwargs):
+        if Path(path) == log:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    # Tests run as root, which chmod cannot stop: refuse the open itself.
+    monkeypatch.setattr(file_module.os, "open", denied)
+    source = FileSource("mail", log, store, start="beginning")
+    assert source.poll() == []
+    assert source.error == f"{log}: Permission denied"
+    monkeypatch.setattr(file_module.os, "open", real_open)
+    assert drain(source) == b"1\n"                      # start="beginning" still applies
+    assert source.error is None
+
+
+def test_directory_at_path_is_reported_not_raised(log, store):
+    log.mkdir()
+    source = FileSource("mail", log, store, start="beginning")
+    assert source.poll() == []
+    assert source.error is not None and str(log) in source.error and "directory" in source.error
+    log.rmdir()
+    log.write_bytes(b"1\n")
+    assert drain(source) == b"1\n"
+    assert source.error is None
+
+
+def test_commit_refuses_another_sources_chunk(log, store):
+    source = FileSource("mail", log, store)
+    with pytest.raises(ValueError):
+        source.commit(Chunk("dovecot", b"", Position(1, 2, 0, "")))
+
+
+def test_bad_start_is_refused(log, store):
+    with pytest.raises(ValueError, match="start"):
+        FileSource("mail", log, store, start="middle")
+
+
+# --- fingerprint ---
+
+def test_fingerprint_is_stable_as_the_file_grows(log):
+    log.write_bytes(b"first line")
+    with open(log, "rb") as f:
+        assert fingerprint(f.fileno()) == ""
+        append(log, b"\n")
+        whole = fingerprint(f.fileno())
+        append(log, b"second line\n")
+        assert fingerprint(f.fileno()) == whole != ""
+
+
+def test_fingerprint_of_a_very_long_first_line_is_its_head(log):
+    log.write_bytes(b"x" * 10000)
+    with open(log, "rb") as f:
+        head = fingerprint(f.fileno())
+        append(log, b"\n")
+        assert fingerprint(f.fileno()) == head != ""
+
+
+# --- watch ---
+
+def test_watch_wakes_on_a_change_to_a_followed_file(log):
+    log.write_bytes(b"")
+    woken = []
+    watch = Watch([log], on_change=lambda: woken.append(True))
+    watch.start()
+    try:
+        assert watch.unwatched == set()
+        append(log, b"1\n")
+        assert watch.wait(timeout=10)                  # a deadline, not a sleep
+        assert woken
+    finally:
+        watch.stop()
+
+
+def test_watch_concerns_the_file_and_its_rotated_siblings_only(tmp_path, log):
+    watch = Watch([log])
+    assert watch.concerns(str(log))
+    assert watch.concerns(str(log.with_name("mail.log.1")))
+    assert not watch.concerns(str(log.with_name("syslog")))
+    assert not watch.concerns(str(tmp_path / "other" / "mail.log"))
+    watch.on_any_event(FileOpenedEvent(str(log)))      # our own poll opening the file
+    assert not watch.changed.is_set()
+    watch.on_any_event(FileModifiedEvent(str(log.with_name("syslog"))))
+    assert not watch.changed.is_set()
+    watch.on_any_event(FileModifiedEvent(str(log)))
+    assert watch.changed.is_set()
+
+
+def test_watch_picks_up_a_directory_created_later(tmp_path):
+    log = tmp_path / "later" / "mail.log"
+    watch = Watch([log])
+    watch.start()
+    try:
+        assert watch.unwatched == {str(log.parent)}
+        log.parent.mkdir()
+        watch.refresh()
+        assert watch.unwatched == set()
+        log.write_bytes(b"1\n")
+        assert watch.wait(timeout=10)
+    finally:
+        watch.stop()
