@@ -6,8 +6,8 @@ filter rule said so. Scoring weighs events; it never reads log lines.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Kind(StrEnum):
@@ -28,9 +28,11 @@ class Kind(StrEnum):
     MESSAGE_ACCEPTED = "message_accepted"    # paces: spam bursts, compromised accounts
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One thing a source address did, as a filter rule read it from one log line.
+
+    A NamedTuple rather than a frozen dataclass: one is built for every matching line, and a frozen
+    dataclass pays three times as much at construction for the same immutability.
 
     `time` is the log line's own timestamp (seconds since the epoch), so a replayed log is judged
     exactly as the live one was. `weight` is the rule's own weight, or None for the kind's weight

@@ -19,8 +19,8 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 
@@ -50,8 +50,7 @@ LINE_START = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class LogLine:
+class LogLine(NamedTuple):
     """A log line split into its prefix and message; `family` and `service` are what filters dispatch on.
 
     family: "postfix" (any `postfix-NAME` instance too), "dovecot", or the tag's first word.
@@ -80,11 +79,13 @@ class YearGuess:
         self.slack = slack
         self._cache: dict[str, float] = {}
 
-    def classic(self, mon: str, day: str, hms: str, frac: str | None) -> float | None:
-        key = f"{mon}{day}{hms}{frac or ''}"
-        hit = self._cache.get(key)
+    def classic(self, text: str, mon: str, day: str, hms: str, frac: str | None) -> float | None:
+        """Epoch seconds of a classic timestamp `text`, given its parts as the prefix pattern split it."""
+        hit = self._cache.get(text)
         if hit is not None:
             return hit
+        key = text
+        day = day.lstrip(" 0") or "0"
         h, m, s = (int(x) for x in hms.split(":"))
         ref_year = time.localtime(self.reference).tm_year
         result = None
@@ -122,28 +123,38 @@ class YearGuess:
 
 def parse(text: str, years: YearGuess) -> LogLine | None:
     """Split a line; None when its prefix is not one of the recognised formats."""
+    parts = split(text, years)
+    return None if parts is None else LogLine(*parts)
+
+
+_TAGS: dict[str, tuple[str, str]] = {}
+
+
+def split(text: str, years: YearGuess) -> tuple | None:
+    """`parse` without building a LogLine: the engine's hot path calls this for every candidate line."""
     m = PREFIX.match(text)
     if m is None:
         return None
-    if m["classic"] is not None:
-        stamp = years.classic(m["mon"], m["day"].lstrip(" 0") or "0", m["hms"], m["frac"])
+    # One call for all groups, and caches for the rest: this runs for every line the prefilter keeps.
+    classic, mon, day, hms, frac, iso, proc, level, host, tag, pid, message = m.groups()
+    if classic is not None:
+        stamp = years.classic(classic, mon, day, hms, frac)
     else:
-        stamp = years.iso(m["iso"])
+        stamp = years.iso(iso)
     if stamp is None:
         return None
-    proc = m["dproc"]
     if proc is not None:
-        return LogLine(stamp, None, "dovecot", _PROC_BASE.split(proc, 1)[0], proc, m["dlevel"], m["msg"])
-    tag = m["tag"]
-    message = m["msg"]
+        return stamp, None, "dovecot", _PROC_BASE.split(proc, 1)[0], proc, level, message
     if tag == "dovecot":
         d = _DOVECOT_MSG.match(message)
         if d is None:
-            return LogLine(stamp, m["host"], "dovecot", "dovecot", tag, None, message)
+            return stamp, host, "dovecot", "dovecot", tag, None, message
         proc = d["proc"]
-        return LogLine(stamp, m["host"], "dovecot", _PROC_BASE.split(proc, 1)[0], proc,
-                       d["level"] or "Info", d["msg"])
-    first, _, rest = tag.partition("/")
-    family = "postfix" if first.startswith("postfix") else first
-    service = tag.rpartition("/")[2]
-    return LogLine(stamp, m["host"], family, service, tag, None, message)
+        return stamp, host, "dovecot", _PROC_BASE.split(proc, 1)[0], proc, d["level"] or "Info", d["msg"]
+    known = _TAGS.get(tag)
+    if known is None:
+        first = tag.partition("/")[0]
+        known = ("postfix" if first.startswith("postfix") else first, tag.rpartition("/")[2])
+        if len(_TAGS) < 4096:
+            _TAGS[tag] = known
+    return stamp, host, known[0], known[1], tag, None, message

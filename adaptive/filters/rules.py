@@ -2,11 +2,16 @@
 
 A filter file holds, in this order of reading:
 - `[filter]`: `family` ("postfix" or "dovecot"), `services` (programs it reads, e.g. "smtpd"),
-  `keywords` (literal strings; a line that contains none of them is never looked at: the prefilter);
+  `keywords` (the prefilter: a line that holds none of them is never looked at). A keyword begins a
+  part of a message, right after a ": " (`SASL ` in `warning: unknown[192.0.2.1]: SASL LOGIN
+  authentication failed`, `Login: ` in `imap-login: Login: user=<...>`), which is what lets one pattern
+  find them all in a chunk at C speed;
 - `[[ignore]]`: `id`, `pattern` — lines that must never count, tried before the rules;
 - `[[rule]]`: `id`, `kind` (one kind, a list of kinds, or omitted for a rule that only `remember`s),
   `weight` (optional: the kind's weight from the configuration otherwise), `pattern`, optional
-  `services`, and `remember`/`recall` to join two lines of one message by its queue id;
+  `services`, and `remember`/`recall` to join two lines of one message by its queue id.
+  Rules and ignores may name their own `keywords` (added to the filter's): such a rule is tried only on
+  lines where one of them was found, which keeps the number of patterns tried per line small.
 - `[[sample]]`: `line` with the `rule`, `ip` and `user` it must give, or `match = false` (and optionally
   the `ignore` id that must catch it); `before` lists lines fed first (for a `recall` rule).
 
@@ -44,6 +49,7 @@ class Rule:
     services: frozenset[str]
     remember: bool = False
     recall: bool = False
+    keywords: tuple[str, ...] = ()    # empty: tried whatever keyword found the line
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,7 @@ class Ignore:
     id: str
     pattern: regex.Pattern
     services: frozenset[str]
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +84,8 @@ class Filter:
 
 
 _FILTER_KEYS = {"family", "services", "keywords", "description"}
-_RULE_KEYS = {"id", "kind", "weight", "pattern", "services", "remember", "recall"}
-_IGNORE_KEYS = {"id", "pattern", "services"}
+_RULE_KEYS = {"id", "kind", "weight", "pattern", "services", "remember", "recall", "keywords"}
+_IGNORE_KEYS = {"id", "pattern", "services", "keywords"}
 _SAMPLE_KEYS = {"line", "rule", "ip", "user", "match", "ignore", "before"}
 _TOP_KEYS = {"filter", "rule", "ignore", "sample"}
 
@@ -132,9 +139,7 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
         p.add(f"filter.{key}", "unknown key")
     family = _string(head.get("family"), p, "filter.family")
     services = _strings(head.get("services", []), p, "filter.services")
-    keywords = tuple(_strings(head.get("keywords"), p, "filter.keywords"))
-    if not keywords:
-        p.add("filter.keywords", "at least one keyword is needed: they are the prefilter")
+    keywords = list(_strings(head.get("keywords", []), p, "filter.keywords"))
 
     ignores: list[Ignore] = []
     for i, raw in enumerate(_tables(tree.get("ignore", []), p, "ignore")):
@@ -144,8 +149,10 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
         ident = _string(raw.get("id"), p, f"{where}.id")
         pattern = _pattern(raw.get("pattern"), p, where)
         svc = frozenset(_strings(raw.get("services", []), p, f"{where}.services")) or frozenset(services)
+        own = tuple(_strings(raw.get("keywords", []), p, f"{where}.keywords"))
+        keywords += [k for k in own if k not in keywords]
         if ident and pattern:
-            ignores.append(Ignore(ident, pattern, svc))
+            ignores.append(Ignore(ident, pattern, svc, own))
 
     rules: list[Rule] = []
     for i, raw in enumerate(_tables(tree.get("rule", []), p, "rule")):
@@ -162,8 +169,13 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
         remember, recall = bool(raw.get("remember", False)), bool(raw.get("recall", False))
         pattern = _pattern(raw.get("pattern"), p, where)
         svc = frozenset(_strings(raw.get("services", []), p, f"{where}.services")) or frozenset(services)
+        own = tuple(_strings(raw.get("keywords", []), p, f"{where}.keywords"))
+        keywords += [k for k in own if k not in keywords]
         if pattern is not None:
             groups = set(pattern.groupindex)
+            if pattern.groups != len(pattern.groupindex):
+                p.add(f"{where}.pattern", "use named groups (?P<name>...) or (?:...): rules are joined "
+                                          "into one pattern, where numbered groups would shift")
             if "ip" not in groups and not recall:
                 p.add(f"{where}.pattern", "needs a named group (?P<ip>...) for the client address")
             if (remember or recall) and "queue" not in groups:
@@ -172,8 +184,10 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
                 p.add(f"{where}.kind", "missing (only a rule that remembers may have no kind)")
         if ident and kinds is not None and pattern is not None:
             rules.append(Rule(ident, kinds, None if weight is None else float(weight), pattern,
-                              svc, remember, recall))
+                              svc, remember, recall, own))
 
+    if not keywords:
+        p.add("filter.keywords", "at least one keyword is needed: they are the prefilter")
     ids = [r.id for r in rules] + [g.id for g in ignores]
     for dup in {x for x in ids if ids.count(x) > 1}:
         p.add(dup, "id used more than once")
@@ -203,7 +217,7 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
 
     if p.items:
         raise FilterError(p.items)
-    return Filter(path.stem, path, family or "", frozenset(services), keywords, tuple(ignores),
+    return Filter(path.stem, path, family or "", frozenset(services), tuple(keywords), tuple(ignores),
                   tuple(rules), tuple(samples), head.get("description", ""))
 
 

@@ -1,0 +1,155 @@
+"""The configuration: merging key by key, and errors that name the file, the key and the value."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adaptive import config
+from adaptive.config import ConfigError
+
+SHIPPED = Path(__file__).resolve().parent.parent / "conf" / "adaptive.toml"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shipped_config_loads():
+    cfg = config.load([SHIPPED], dropins=None)
+    assert cfg.sources["mail"].path == Path("/var/log/mail.log")
+    assert cfg.nftables.table == "adaptive"
+    assert cfg.metrics.listen == "127.0.0.1:9469"
+
+
+def test_shipped_config_documents_every_key_with_its_default():
+    """The shipped file is the manual: every key of every section appears, set to its default."""
+    text = SHIPPED.read_text()
+    defaults = config.Config()
+    for f in dataclasses.fields(config.Config):
+        if f.name in ("files", "sources"):
+            continue
+        section = getattr(defaults, f.name)
+        for key in dataclasses.fields(section):
+            assert re.search(rf"^#? ?{key.name} = ", text, re.M), f"[{f.name}] {key.name} undocumented"
+    loaded = config.load([SHIPPED], dropins=None)
+    for f in dataclasses.fields(config.Config):
+        if f.name not in ("files", "sources"):
+            assert getattr(loaded, f.name) == getattr(defaults, f.name), f"[{f.name}] differs from default"
+    for key in dataclasses.fields(config.SourceConfig):
+        assert re.search(rf"^#? ?{key.name} = ", text, re.M), f"[sources.NAME] {key.name} undocumented"
+
+
+def test_later_files_override_key_by_key(tmp_path):
+    base = write(tmp_path, "a.toml", """
+[sources.mail]
+path = "/var/log/mail.log"
+[metrics]
+listen = "127.0.0.1:9469"
+[allowlist]
+addresses = ["192.0.2.1"]
+""")
+    local = write(tmp_path, "b.toml", """
+[sources.mail]
+start = "beginning"
+[sources.dovecot]
+path = "/var/log/dovecot.log"
+[allowlist]
+addresses = ["198.51.100.0/24"]
+""")
+    cfg = config.load([base, local], dropins=None)
+    assert cfg.sources["mail"].path == Path("/var/log/mail.log")   # kept from a.toml
+    assert cfg.sources["mail"].start == "beginning"                # overridden by b.toml
+    assert cfg.sources["dovecot"].path == Path("/var/log/dovecot.log")
+    assert cfg.metrics.listen == "127.0.0.1:9469"
+    # arrays are replaced whole, not appended
+    assert cfg.allowlist.addresses == (ipaddress.ip_network("198.51.100.0/24"),)
+
+
+def test_dropins_are_read_after_the_main_file_in_name_order(tmp_path):
+    main = write(tmp_path, "main.toml", '[nftables]\ntable = "main"\n')
+    dropins = tmp_path / "adaptive.d"
+    dropins.mkdir()
+    write(dropins, "20-late.toml", '[nftables]\ntable = "late"\n')
+    write(dropins, "10-early.toml", '[nftables]\ntable = "early"\n[metrics]\nlisten = ""\n')
+    write(dropins, "ignored.conf", '[nftables]\ntable = "never"\n')
+    cfg = config.load([main], dropins=dropins)
+    assert cfg.nftables.table == "late"
+    assert cfg.metrics.listen == ""
+    assert cfg.files == (main, dropins / "10-early.toml", dropins / "20-late.toml")
+
+
+@pytest.mark.parametrize("text, key, value", [
+    ('[metrics]\nlisten = "localhost"\n', "metrics.listen", '"localhost"'),
+    ('[metrics]\nlisten = 9469\n', "metrics.listen", "9469"),
+    ('[nftables]\ntable = "bad table"\n', "nftables.table", '"bad table"'),
+    ('[allowlist]\naddresses = ["192.0.2.300"]\n', "allowlist.addresses", "192.0.2.300"),
+    ('[allowlist]\naddresses = [5]\n', "allowlist.addresses", "5"),
+    ('[sources.mail]\npath = "/x"\nstart = "middle"\n', "sources.mail.start", '"middle"'),
+    ('[sources.mail]\npth = "/x"\n', "sources.mail.pth", "unknown key"),
+    ('[sources.other]\nstart = "end"\n', "sources.other.path", "required"),
+    ('[metricz]\nlisten = ""\n', "metricz", "unknown section"),
+    ('[state]\npath = ""\n', "state.path", '""'),
+])
+def test_errors_name_file_key_and_value(tmp_path, text, key, value):
+    good = write(tmp_path, "good.toml", '[sources.mail]\npath = "/var/log/mail.log"\n')
+    bad = write(tmp_path, "bad.toml", text)
+    with pytest.raises(ConfigError) as info:
+        config.load([good, bad], dropins=None)
+    message = str(info.value)
+    assert str(bad) in message and key in message and value in message, message
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path):
+    bad = write(tmp_path, "bad.toml", '[metrics]\nlisten = "x"\n[nftables]\ntable = ""\n')
+    with pytest.raises(ConfigError) as info:
+        config.load([bad], dropins=None)
+    assert len(info.value.problems) == 2
+
+
+def test_toml_syntax_error_names_file_and_line(tmp_path):
+    bad = write(tmp_path, "bad.toml", '[metrics]\nlisten = "127.0.0.1:9469\n')
+    with pytest.raises(ConfigError) as info:
+        config.load([bad], dropins=None)
+    assert str(bad) in str(info.value) and "line 2" in str(info.value)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=re.escape(str(tmp_path / "nope.toml"))):
+        config.load([tmp_path / "nope.toml"], dropins=None)
+
+
+def adaptive(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "adaptive", *args], capture_output=True, text=True)
+
+
+def test_check_config_command_accepts_the_shipped_config():
+    result = adaptive("check-config", "-c", str(SHIPPED), "--dropins", "")
+    assert result.returncode == 0, result.stderr
+    assert "configuration ok" in result.stdout
+
+
+def test_check_config_command_exits_2_naming_file_key_value(tmp_path):
+    bad = write(tmp_path, "local.toml", '[metrics]\nlisten = "nowhere"\n')
+    result = adaptive("check-config", "-c", str(SHIPPED), "-c", str(bad), "--dropins", "")
+    assert result.returncode == 2
+    assert f"{bad}: metrics.listen = \"nowhere\"" in result.stderr, result.stderr
+
+
+def test_check_config_reports_broken_filters(tmp_path):
+    filters = tmp_path / "filters"
+    filters.mkdir()
+    write(filters, "x.toml", '[filter]\nfamily = "postfix"\nkeywords = ["a"]\n[[rule]]\nid = "r"\n'
+                             'kind = "nonsense"\npattern = "(?P<ip>x)"\n')
+    local = write(tmp_path, "local.toml", f'[filters]\ndirectory = "{filters}"\n')
+    result = adaptive("check-config", "-c", str(SHIPPED), "-c", str(local), "--dropins", "")
+    assert result.returncode == 2
+    assert "x.toml" in result.stderr and "nonsense" in result.stderr, result.stderr
