@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+def chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
     """Chunks of complete lines; a last line without its newline is completed."""
     rest = b""
     while True:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         line_base = 1
         with stream:
-            for chunk in chunks(stream):
+            for chunk in chunks(stream, CHUNK):
                 lines_before = engine.counts.lines
                 events = engine.scan(chunk)
                 if args.json:
