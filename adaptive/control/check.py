@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from adaptive.config import SHIPPED_FILTERS
+from adaptive.filters.batch import count_file
 from adaptive.filters.engine import Engine
 from adaptive.filters.prefix import YearGuess
 from adaptive.filters.rules import FilterError, load_directory
@@ -58,33 +59,49 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     status = 0
     for name in args.files:
+        started = time.perf_counter()
         try:
-            stream = sys.stdin.buffer if name == "-" else open(name, "rb")
+            if name != "-" and not args.json and os.path.isfile(name):
+                # The summary of a whole file: every core reads a part of it.
+                engine = count_file(Path(name), filters, os.stat(name).st_mtime)
+            else:
+                engine = stream(name, filters, args.json, out)
         except OSError as e:
             print(f"adaptive: {name}: cannot read: {e.strerror}", file=sys.stderr)
             status = 1
             continue
-        # Classic syslog lines carry no year: the file's last write dates its last line.
-        reference = time.time() if name == "-" else os.fstat(stream.fileno()).st_mtime
-        engine = Engine(filters, YearGuess(reference))
-        started = time.perf_counter()
-        line_base = 1
-        with stream:
-            for chunk in chunks(stream, CHUNK):
-                lines_before = engine.counts.lines
-                events = engine.scan(chunk)
-                if args.json:
-                    for index, e in events:
-                        out.write(json.dumps({
-                            "file": name, "line": line_base + index, "source": e.source,
-                            "filter": e.filter, "rule": e.rule, "kind": e.kind.value, "ip": e.ip,
-                            "user": e.user,
-                            "time": datetime.fromtimestamp(e.time, timezone.utc).astimezone().isoformat(),
-                        }) + "\n")
-                line_base += engine.counts.lines - lines_before
         if not args.json:
             summary(name, engine, time.perf_counter() - started, out)
     return status
+
+
+def stream(name: str, filters: list, as_json: bool, out) -> Engine:
+    """Read a file (or standard input) with one engine, in order, printing events if asked."""
+    with (sys.stdin.buffer if name == "-" else open(name, "rb")) as stream:
+        # Classic syslog lines carry no year: the file's last write dates its last line.
+        reference = time.time() if name == "-" else os.fstat(stream.fileno()).st_mtime
+        engine = Engine(filters, YearGuess(reference))
+        line_base = 1
+        for chunk in chunks(stream, CHUNK):
+            lines_before = engine.counts.lines
+            events = engine.scan(chunk)
+            if as_json:
+                write_json(name, chunk, line_base, events, out)
+            line_base += engine.counts.lines - lines_before
+    return engine
+
+
+def write_json(name: str, chunk: bytes, line_base: int, events: list, out) -> None:
+    """One object per event; line numbers are counted here, only when asked for, not in the engine."""
+    line, counted_to = line_base, 0
+    for offset, e in events:
+        line += chunk.count(b"\n", counted_to, offset)
+        counted_to = offset
+        out.write(json.dumps({
+            "file": name, "line": line, "source": e.source, "filter": e.filter, "rule": e.rule,
+            "kind": e.kind.value, "ip": e.ip, "user": e.user,
+            "time": datetime.fromtimestamp(e.time, timezone.utc).astimezone().isoformat(),
+        }) + "\n")
 
 
 def summary(name: str, engine: Engine, seconds: float, out) -> None:

@@ -1,27 +1,78 @@
 """The engine: runs chunks of log lines through the filters and returns events.
 
-This is the hot path of the daemon and of `adaptive check`, so it works on whole chunks of bytes
-(complete lines) rather than line by line: the filters' literal keywords are searched in the chunk by one
-compiled pattern, which runs in C, and only the lines that contain one are decoded, split into prefix and
-message, dispatched on their program and matched against the rules. Unparsable lines are counted in
-bulk the same way. A line of more than `max_line` bytes is skipped and counted: no Postfix or Dovecot
-line is that long, and no rule should have to read one.
+This is the hot path of the daemon and of `adaptive check`. A mail log is mostly lines no rule is
+about, and the lines rules are about are mostly alike (logins, accepted messages), so the engine works
+on whole chunks of bytes (complete lines) and leaves as much as it can to compiled patterns, which run
+in C:
+
+- lines are counted, and lines that do not begin with a timestamp are counted as unparsable, by one
+  pass each over the chunk;
+- the filters' keywords are found by one pass. A keyword begins a part of a message: Postfix and
+  Dovecot separate the parts with ": " (`warning: unknown[192.0.2.1]: SASL LOGIN authentication
+  failed: ...`, `imap-login: Login: user=<...>`), so the search starts with that literal, which lets
+  it skip ahead fast, then tries the keywords;
+- a line that holds a keyword is matched, as raw bytes and whole, by the *plan* of that keyword: one
+  pattern made of the timestamp, then for each program the rules apply to (family and service, as
+  `adaptive.filters.prefix` splits them) its line head followed by its ignores and rules as branches
+  in file order, so the first that matches wins as it would trying them one by one. One call reads
+  the prefix and the message; the branch that matched is found by its empty marker group.
+
+Rules are `regex` patterns: `adaptive.filters.rules` compiles and checks each with `regex`. A plan is
+run with the standard library's `re` when every pattern in it is plain `re` syntax, which is the usual
+case and twice as fast on these patterns; a plan that uses what only `regex` has (`\\p{L}`, variable
+lookbehind) runs with `regex`. Each branch's group names get the branch number as a suffix, since one
+pattern cannot hold two groups of one name.
+
+When a line's plan does not match, the next keyword in the same line is tried (a keyword inside a user
+name must not hide the real one after it); a line no plan matches is checked for a readable prefix, to
+count it as unparsable if it has none. A line of more than `max_line` bytes is skipped and counted: no
+Postfix or Dovecot line is that long, and no rule should have to read one.
+
+Rule patterns run on bytes here, so `\\w`, `\\d` and `\\s` mean their ASCII classes, and invalid UTF-8 in
+a user name costs nothing: only the captured user is decoded.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from operator import itemgetter
 
-from adaptive.events import Event
-from adaptive.filters.prefix import LINE_START, YearGuess, parse
+import regex
+
+from adaptive.events import Event, Kind
+from adaptive.filters.prefix import LINE_START, Heads, YearGuess
 from adaptive.filters.rules import Filter, Ignore, Rule
 
 MAX_LINE = 16384
 _MEMORY = 65536        # queue ids remembered per filter, for joining the lines of one message
+_NEWLINE = re.compile(b"\n")   # findall on a one-byte literal beats bytes.count by half
 _BAD_START = re.compile(rb"\n(?!" + LINE_START.pattern + rb")")
+
+# The parts of a line before the message, per family, as bytes patterns. They accept what
+# `adaptive.filters.prefix.HEAD` accepts: that pattern stays the reference for what a prefix is.
+_TIME = (rb"(?P<_ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
+         rb"(?:\.\d{1,9})?"
+         rb"|\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:?[0-5]\d)?) +")
+_WORD = rb"[^\s\[\]:]"
+_LEVEL = rb"(?:Info|Warning|Error|Fatal|Panic|Debug)"
+_GROUP = re.compile(rb"(?<!\\)\(\?(P?<|P=)([A-Za-z_]\w*)([>)])")
+
+
+def _head(family: str, services: frozenset[str]) -> bytes:
+    names = b"(?:" + b"|".join(re.escape(s.encode()) for s in sorted(services)) + b")"
+    if family == "dovecot":
+        return (rb"(?:" + _WORD + rb"+ dovecot(?:\[\d+\])?: )?" + names
+                + rb"(?:\([^()\n]*\))?(?:<[^<>\n]*>)*: (?:" + _LEVEL + rb": )?")
+    tag = rb"postfix[^\s\[\]:/]*" if family == "postfix" else re.escape(family.encode())
+    return _WORD + rb"+ " + tag + rb"/(?:[^\s\[\]:/]+/)*" + names + rb"(?:\[\d+\])?: "
+
+
+def _own_groups(pattern: bytes, branch: int) -> bytes:
+    """The pattern with its group names (and references to them) suffixed with the branch number."""
+    return _GROUP.sub(lambda m: b"(?%s%s_%d%s" % (m[1], m[2], branch, m[3]), pattern)
 
 
 @dataclass
@@ -39,20 +90,59 @@ class Counts:
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
-    """What one filter does with lines of one (family, service)."""
-
+class _Branch:
+    index: int                 # in Engine._branches, for the per-branch counters
     filter: str
-    source: str
-    ignores: tuple[Ignore, ...]
-    rules: tuple[Rule, ...]
+    family: str
+    services: frozenset[str]
+    ignore: Ignore | None
+    rule: Rule | None
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return (self.ignore or self.rule).keywords
+
+
+class _Plan:
+    """The branches to try on a line found by one keyword, compiled into one whole-line pattern.
+
+    `actions[i]` is what the hot loop needs of branch i, unpacked in one go: its index, its rule (None
+    for an ignore), its filter's queue-id memory, family and name, and where its ip, user, count and
+    queue groups are.
+    """
+
+    def __init__(self, branches: tuple[_Branch, ...], memories: dict[str, OrderedDict]):
+        self.branches = branches
+        groups: list[bytes] = []
+        head: tuple | None = None
+        for i, b in enumerate(branches):
+            source = (b.ignore or b.rule).pattern.pattern.encode()
+            body = b"(?:" + _own_groups(source, i) + b")(?P<_b%d>)" % i
+            if (b.family, b.services) != head:
+                head = (b.family, b.services)
+                groups.append(_head(*head) + b"(?:" + body)
+            else:
+                groups[-1] += b"|" + body
+        pattern = _TIME + b"(?:" + b")|".join(groups) + b"))\r?"
+        try:
+            self.pattern = re.compile(pattern)
+        except re.error:
+            self.pattern = regex.compile(pattern, regex.V0)
+        index = self.pattern.groupindex
+        markers = [index[f"_b{i}"] - 1 for i in range(len(branches))]
+        self.markers = itemgetter(*markers) if len(markers) > 1 else (lambda g, i=markers[0]: (g[i],))
+        self.actions = tuple(
+            (b.index, b.rule, memories[b.filter], b.family, b.filter,
+             *(index[f"{name}_{i}"] - 1 if f"{name}_{i}" in index else None
+               for name in ("ip", "user", "count", "queue")))
+            for i, b in enumerate(branches))
 
 
 class Engine:
     """Turns chunks of complete log lines into events.
 
     >>> engine = Engine(load_directory(Path("filters")), YearGuess())
-    >>> for index, event in engine.scan(chunk): ...
+    >>> for offset, event in engine.scan(chunk): ...
 
     `scan` keeps state between calls (counts, the queue-id memory that joins a message's lines), so
     give one engine the lines of one log in order. Not for lines without their newline: a source
@@ -62,120 +152,213 @@ class Engine:
     def __init__(self, filters: list[Filter], years: YearGuess, max_line: int = MAX_LINE):
         self.years = years
         self.max_line = max_line
-        self.counts = Counts()
+        self._counts = Counts()
         keywords = sorted({k.encode() for f in filters for k in f.keywords}, key=len, reverse=True)
-        self._keywords = re.compile(b"|".join(re.escape(k) for k in keywords))
-        self._dispatch: dict[tuple[str, str], list[_Plan]] = {}
+        self._keywords = re.compile(b": (?:" + b"|".join(re.escape(k) for k in keywords) + b")")
+        self._branches: list[_Branch] = []
         for f in filters:
-            services = set(f.services).union(*(r.services for r in f.rules), *(g.services for g in f.ignores))
-            for service in services:
-                plan = _Plan(
-                    f.name, f.family,
-                    tuple(g for g in f.ignores if service in g.services),
-                    tuple(r for r in f.rules if service in r.services),
-                )
-                self._dispatch.setdefault((f.family, service), []).append(plan)
-        self._memory: dict[str, dict[str, tuple[str, str | None]]] = {f.name: {} for f in filters}
-        self._addresses: dict[str, str | None] = {}
+            for g in f.ignores:
+                self._branches.append(_Branch(len(self._branches), f.name, f.family, g.services, g, None))
+            for r in f.rules:
+                self._branches.append(_Branch(len(self._branches), f.name, f.family, r.services, None, r))
+        self._hits = [0] * len(self._branches)      # lines matched per branch
+        self._emitted = [0] * len(self._branches)   # lines that gave events per branch
+        # keyword, as found with its ": " -> plan; made on first use, shared when branches coincide
+        self._plans: dict[bytes, _Plan | None] = {}
+        self._heads = Heads()
+        self._shared: dict[tuple[_Branch, ...], _Plan] = {}
+        self._memory: dict[str, OrderedDict] = {f.name: OrderedDict() for f in filters}
+        self._addresses: dict[bytes, str | None] = {}
+        self._stamps: dict[bytes, float | None] = {}
+        self._minutes: dict[bytes, float | None] = {}
+        # When a list, recalls that found nothing are noted in it, as (branch, queue id): a run over
+        # parts of a file in parallel (`adaptive.filters.batch`) makes them against the part before.
+        self.unjoined_log: list[tuple[int, bytes]] | None = None
+
+    @property
+    def counts(self) -> Counts:
+        """The counts so far; per-rule figures are kept in lists on the hot path and gathered here."""
+        c = self._counts
+        c.matched, c.ignored, c.events = Counter(), Counter(), Counter()
+        for b in self._branches:
+            if b.ignore is not None:
+                if self._hits[b.index]:
+                    c.ignored[b.filter, b.ignore.id] = self._hits[b.index]
+            else:
+                if self._hits[b.index]:
+                    c.matched[b.filter, b.rule.id] = self._hits[b.index]
+                for kind in b.rule.kinds:
+                    if self._emitted[b.index]:
+                        c.events[kind] += self._emitted[b.index]
+        return c
+
+    def export(self) -> dict:
+        """What a run over one part of a file leaves for the next: counts and the queue-id memory."""
+        c = self._counts
+        return {"scalars": (c.lines, c.unparsable, c.oversize, c.bad_address, c.unjoined),
+                "hits": self._hits, "emitted": self._emitted, "memory": self._memory,
+                "unjoined": self.unjoined_log or []}
+
+    def absorb(self, part: dict) -> None:
+        """Add a later part's run to this one, as if this engine had read that part itself.
+
+        The part's unmade recalls are made first, against the memory the parts before it left, in
+        the order the part met them; then its counts are added and its memory joins ours.
+        """
+        c = self._counts
+        lines, unparsable, oversize, bad_address, unjoined = part["scalars"]
+        for index, queue in part["unjoined"]:
+            branch = self._branches[index]
+            if self._memory[branch.filter].pop(queue, None) is not None:
+                unjoined -= 1
+                if branch.rule.kinds:
+                    self._emitted[index] += 1
+        c.lines += lines
+        c.unparsable += unparsable
+        c.oversize += oversize
+        c.bad_address += bad_address
+        c.unjoined += unjoined
+        for i, (h, e) in enumerate(zip(part["hits"], part["emitted"])):
+            self._hits[i] += h
+            self._emitted[i] += e
+        for name, memory in part["memory"].items():
+            mine = self._memory[name]
+            mine.update(memory)
+            while len(mine) > _MEMORY:
+                mine.popitem(last=False)
 
     def scan(self, chunk: bytes) -> list[tuple[int, Event]]:
-        """Events of a chunk of complete lines, each with its line's 0-based index in the chunk."""
+        """Events of a chunk of complete lines, each with the byte offset of its line in the chunk."""
         if not chunk:
             return []
-        counts = self.counts
-        counts.lines += chunk.count(b"\n")
+        counts = self._counts
+        counts.lines += len(_NEWLINE.findall(chunk))
         counts.unparsable += len(_BAD_START.findall(chunk)) - 1 + (LINE_START.match(chunk) is None)
         out: list[tuple[int, Event]] = []
+        # One loop, locals only: this runs for every line that holds a keyword.
         search = self._keywords.search
-        find, rfind, count = chunk.find, chunk.rfind, chunk.count
-        index, counted_to, pos, end_of_chunk = 0, 0, 0, len(chunk)
+        find, rfind = chunk.find, chunk.rfind
+        pos, size, max_line = 0, len(chunk), self.max_line
+        plans, plan_for, hits, emitted = self._plans, self._plan, self._hits, self._emitted
+        stamps, addresses = self._stamps, self._addresses
+        append = out.append
         while True:
-            m = search(chunk, pos)
-            if m is None:
+            hit = search(chunk, pos)
+            if hit is None:
                 break
-            start = rfind(b"\n", 0, m.start()) + 1
-            end = find(b"\n", m.end())
+            start = rfind(b"\n", 0, hit.start()) + 1
+            end = find(b"\n", hit.end())
             if end < 0:
-                end = end_of_chunk
-            index += count(b"\n", counted_to, start)
-            counted_to = start
+                end = size
             pos = end + 1
-            raw = chunk[start:end]
-            if len(raw) > self.max_line:
-                if LINE_START.match(raw):
+            if end - start > max_line:
+                if LINE_START.match(chunk, start):
                     counts.oversize += 1
                 continue
-            self._line(raw, index, out)
+            # The plan of each keyword the line holds, in order: a keyword inside text an attacker
+            # chose (a user name) comes first sometimes, and must not hide the real one after it.
+            while hit is not None:
+                found = hit.group()
+                plan = plans[found] if found in plans else plan_for(found)
+                m = plan.pattern.fullmatch(chunk, start, end) if plan is not None else None
+                if m is not None:
+                    break
+                hit = search(chunk, hit.end(), end)
+            else:
+                # No rule is about this line. Count it if its prefix is unreadable, unless the bulk
+                # count (no timestamp at its start) has it already.
+                if LINE_START.match(chunk, start) and self._heads.read(chunk, start, end) is None:
+                    counts.unparsable += 1
+                continue
+            g = m.groups()
+            index, rule, memory, family, name, ip_at, user_at, count_at, queue_at = plan.actions[
+                plan.markers(g).index(b"")]
+            hits[index] += 1
+            if rule is None:
+                continue
+            ts = g[0]
+            when = stamps[ts] if ts in stamps else self._stamp(ts)
+            if when is None:
+                counts.unparsable += 1
+                continue
+            user = g[user_at] if user_at is not None else None
+            if user:
+                user = user.decode("utf-8", "replace")
+            else:
+                user = None
+            if rule.recall:
+                # Taken, not read: qmgr logs "queue active" again at each retry of a deferred
+                # message, and a message is accepted once.
+                known = memory.pop(g[queue_at], None)
+                if known is None:
+                    counts.unjoined += 1
+                    if self.unjoined_log is not None:
+                        self.unjoined_log.append((index, g[queue_at]))
+                    continue
+                ip, user = known[0], user or known[1]
+            else:
+                text = g[ip_at]
+                ip = addresses[text] if text in addresses else self._address(text)
+                if ip is None:
+                    counts.bad_address += 1
+                    continue
+            if rule.remember:
+                memory[g[queue_at]] = (ip, user)
+                if len(memory) > _MEMORY:
+                    memory.popitem(last=False)
+            n = 1
+            if count_at is not None:
+                number = g[count_at]
+                n = int(number) if number and number.isdigit() else 1
+            if rule.kinds:
+                emitted[index] += 1
+                for kind in rule.kinds:
+                    append((start, Event(when, family, name, rule.id, kind, ip, user,
+                                         rule.weight, n)))
         return out
 
-    def _line(self, raw: bytes, index: int, out: list[tuple[int, Event]]) -> None:
-        text = raw.decode("utf-8", "replace")
-        if text.endswith("\r"):
-            text = text[:-1]
-        line = parse(text, self.years)
-        if line is None:
-            if LINE_START.match(raw):  # otherwise the bulk count has it already
-                self.counts.unparsable += 1
-            return
-        plans = self._dispatch.get((line.family, line.service))
-        if plans is None:
-            return
-        message = line.message
-        for plan in plans:
-            for ignore in plan.ignores:
-                if ignore.pattern.fullmatch(message):
-                    self.counts.ignored[plan.filter, ignore.id] += 1
-                    break
-            else:
-                for rule in plan.rules:
-                    m = rule.pattern.fullmatch(message)
-                    if m is not None:
-                        self.counts.matched[plan.filter, rule.id] += 1
-                        self._events(plan, rule, m, line.time, index, out)
-                        break
+    def _plan(self, found: bytes) -> _Plan | None:
+        """The plan for lines found by a keyword (as matched, with its ": ")."""
+        word = found[2:].decode()
+        branches = tuple(b for b in self._branches if not b.keywords or word in b.keywords)
+        plan = None
+        if branches:
+            plan = self._shared.get(branches)
+            if plan is None:
+                plan = self._shared[branches] = _Plan(branches, self._memory)
+        self._plans[found] = plan
+        return plan
 
-    def _events(self, plan: _Plan, rule: Rule, m, when: float, index: int,
-                out: list[tuple[int, Event]]) -> None:
-        groups = m.groupdict()
-        user = groups.get("user") or None
-        if rule.recall:
-            known = self._memory[plan.filter].get(groups["queue"])
-            if known is None:
-                self.counts.unjoined += 1
-                return
-            ip, user = known[0], user or known[1]
+    def _stamp(self, text: bytes) -> float | None:
+        """Epoch seconds of a raw timestamp; a classic one is its minute's start plus its seconds,
+        since each second of a log is new but its minute is not."""
+        if len(text) == 15 and text[12:13] == b":":
+            minute = text[:12]
+            base = self._minutes.get(minute)
+            if base is None:
+                base = self._minutes[minute] = self.years.stamp(minute.decode("ascii") + ":00")
+                if len(self._minutes) > 4096:
+                    self._minutes.clear()
+            stamp = None if base is None else base + min(int(text[13:15]), 59)
         else:
-            ip = self._address(groups["ip"])
-            if ip is None:
-                self.counts.bad_address += 1
-                return
-        if rule.remember:
-            memory = self._memory[plan.filter]
-            if len(memory) >= _MEMORY:
-                del memory[next(iter(memory))]
-            memory[groups["queue"]] = (ip, user)
-        number = groups.get("count")
-        n = int(number) if number and number.isdigit() else 1
-        for kind in rule.kinds:
-            self.counts.events[kind] += 1
-            out.append((index, Event(when, plan.source, plan.filter, rule.id, kind, ip, user,
-                                     rule.weight, n)))
+            stamp = self.years.stamp(text.decode("ascii"))
+        if len(self._stamps) > 4096:
+            self._stamps.clear()
+        self._stamps[text] = stamp
+        return stamp
 
-    def _address(self, text: str | None) -> str | None:
+    def _address(self, text: bytes | None) -> str | None:
         """The normalised address, or None; cached, since attackers repeat themselves."""
         if text is None:
             return None
-        cache = self._addresses
-        if text in cache:
-            return cache[text]
         try:
-            addr = ipaddress.ip_address(text)
-        except ValueError:
+            addr = ipaddress.ip_address(text.decode("ascii"))
+        except (ValueError, UnicodeDecodeError):
             result = None
         else:
             mapped = getattr(addr, "ipv4_mapped", None)
             result = str(mapped or addr)
-        if len(cache) > 65536:
-            cache.clear()
-        cache[text] = result
+        if len(self._addresses) > 65536:
+            self._addresses.clear()
+        self._addresses[text] = result
         return result

@@ -1,4 +1,4 @@
-"""The line prefix: when, which program, and the message, for every format a mail host writes.
+"""The line prefix: when, which program, and where the message starts, for every format a mail host writes.
 
 Formats recognised, in one pattern so a file may mix them:
 - classic syslog: `Nov 24 10:00:01 mx postfix/smtpd[123]: msg` (day space- or zero-padded, optional
@@ -6,12 +6,13 @@ Formats recognised, in one pattern so a file may mix them:
 - RFC 3339 syslog: `2026-11-24T10:00:01.123456+01:00 mx postfix/smtpd[123]: msg`;
 - Dovecot's own `log_path`: `Nov 24 10:00:01 imap-login: Info: msg` (no host, a level word).
 
-Dovecot lines that came through syslog (`mx dovecot: auth-worker(42): Error: msg`) are normalised
-to the same shape as its own log's, so filters see `service="auth-worker"` either way.
+Dovecot lines that came through syslog (`mx dovecot: auth-worker(42): Error: msg`) are split to the
+same shape as its own log's, so filters see `service="auth-worker"` and the message `msg` either way.
 
-Classic timestamps carry no year: `YearGuess` picks the year that puts the line at most a day after a
-reference time (now for a live log, the file's modification time for an old one), which also handles a
-log that crosses New Year.
+The pattern works on bytes and stops where the message starts: the engine runs it on candidate lines
+inside a chunk without decoding them, and matches rules from that point on. Classic timestamps carry
+no year: `YearGuess` picks the year that puts the line at most a day after a reference time (now for a
+live log, the file's modification time for an old one), which also handles a log that crosses New Year.
 """
 
 from __future__ import annotations
@@ -25,29 +26,30 @@ from typing import NamedTuple
 MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 
 _TIME = (
-    r"(?:(?P<classic>(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?P<day>[ 0-3]?\d)"
-    r" (?P<hms>[0-2]\d:[0-5]\d:[0-6]\d)(?P<frac>\.\d{1,9})?)"
-    r"|(?P<iso>\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:?[0-5]\d)?))"
+    rb"(?P<ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
+    rb"(?:\.\d{1,9})?"
+    rb"|\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:?[0-5]\d)?)"
 )
-_DOVECOT_PROC = r"[a-z][a-z0-9-]*(?:\([^()]*\))?(?:<[^<>]*>)*"
-_LEVEL = r"Info|Warning|Error|Fatal|Panic|Debug"
+_DOVECOT_PROC = rb"[a-z][a-z0-9-]*(?:\([^()\n]*\))?(?:<[^<>\n]*>)*"
+_LEVEL = rb"Info|Warning|Error|Fatal|Panic|Debug"
 
-PREFIX = re.compile(
-    _TIME + r" +(?:"
-    # Dovecot's log_path: process, level, message; no host.
-    rf"(?P<dproc>{_DOVECOT_PROC}): (?P<dlevel>{_LEVEL}): "
-    # syslog and maillog_file: host, tag[pid]:
-    r"|(?P<host>[^\s\[\]:]+) (?P<tag>[^\s\[\]:]+)(?:\[(?P<pid>\d+)\])?: )"
-    r"(?P<msg>.*)",
-    re.DOTALL,
+HEAD = re.compile(
+    _TIME + rb" +(?:"
+    # Dovecot's log_path: process, level; no host.
+    rb"(?P<dproc>" + _DOVECOT_PROC + rb"): (?P<dlevel>" + _LEVEL + rb"): "
+    rb"|(?P<host>[^\s\[\]:]+) (?:"
+    # Dovecot through syslog: its process and level lead the message.
+    rb"dovecot(?:\[\d+\])?: (?P<sproc>" + _DOVECOT_PROC + rb"): (?:(?P<slevel>" + _LEVEL + rb"): )?"
+    # anything else through syslog, Postfix's maillog_file too: tag[pid]:
+    rb"|(?P<tag>[^\s\[\]:]+)(?:\[\d+\])?: ))"
 )
-# A Dovecot message as it comes through syslog: `imap-login: Login: ...`, `auth: Error: ...`.
-_DOVECOT_MSG = re.compile(rf"(?P<proc>{_DOVECOT_PROC}): (?:(?P<level>{_LEVEL}): )?(?P<msg>.*)", re.DOTALL)
-_PROC_BASE = re.compile(r"[(<]")
 # What a line must start with to have any chance of a prefix; used to count unparsable lines in bulk.
 LINE_START = re.compile(
     rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:|\d{4}-[01]\d-[0-3]\d[T ]"
 )
+_CLASSIC = re.compile(
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([ 0-3]?\d) ([0-2]\d:[0-5]\d:[0-6]\d)(\.\d{1,9})?")
+_PROC_BASE = re.compile(rb"[(<]")
 
 
 class LogLine(NamedTuple):
@@ -71,90 +73,118 @@ class YearGuess:
 
     The guess puts a line at most `slack` seconds after `reference`; set `reference` to now for a live
     log, or to the file's modification time when reading an old one. Results are cached by the
-    timestamp's text, since consecutive lines share their second.
+    timestamp's text, since consecutive lines share their second, and by hour for the year guess.
     """
 
     def __init__(self, reference: float | None = None, slack: float = 86400.0):
         self.reference = time.time() if reference is None else reference
         self.slack = slack
-        self._cache: dict[str, float] = {}
+        self._cache: dict[str, float | None] = {}
+        self._hours: dict[tuple[str, str, int], float | None] = {}
 
-    def classic(self, text: str, mon: str, day: str, hms: str, frac: str | None) -> float | None:
-        """Epoch seconds of a classic timestamp `text`, given its parts as the prefix pattern split it."""
-        hit = self._cache.get(text)
-        if hit is not None:
-            return hit
-        key = text
-        day = day.lstrip(" 0") or "0"
-        h, m, s = (int(x) for x in hms.split(":"))
+    def stamp(self, text: str) -> float | None:
+        """Epoch seconds of a timestamp in either format, as the prefix pattern found it."""
+        if text in self._cache:
+            return self._cache[text]
+        m = _CLASSIC.fullmatch(text)
+        result = self._classic(*m.groups()) if m is not None else self._iso(text)
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[text] = result
+        return result
+
+    def _classic(self, mon: str, day: str, hms: str, frac: str | None) -> float | None:
+        hour = self._hour(mon, day.lstrip(" 0") or "0", int(hms[:2]))
+        if hour is None:
+            return None
+        return hour + int(hms[3:5]) * 60 + min(int(hms[6:8]), 59) + (float(frac) if frac else 0.0)
+
+    def _hour(self, mon: str, day: str, h: int) -> float | None:
+        """The start of an hour, its year guessed; cached, since a log spends an hour in each."""
+        key = (mon, day, h)
+        if key in self._hours:
+            return self._hours[key]
         ref_year = time.localtime(self.reference).tm_year
         result = None
         for year in (ref_year + 1, ref_year, ref_year - 1, ref_year - 2, ref_year - 3, ref_year - 4):
             try:
-                stamp = time.mktime((year, MONTHS[mon], int(day), h, m, min(s, 59), 0, 0, -1))
+                stamp = time.mktime((year, MONTHS[mon], int(day), h, 0, 0, 0, 0, -1))
             except (OverflowError, ValueError):
                 continue
             # mktime normalises impossible dates (Feb 30) instead of failing: reject those.
             if time.localtime(stamp).tm_mday != int(day):
                 continue
             if stamp <= self.reference + self.slack:
-                result = stamp + (float(frac) if frac else 0.0)
+                result = stamp
                 break
-        if result is not None:
-            if len(self._cache) > 4096:
-                self._cache.clear()
-            self._cache[key] = result
+        if len(self._hours) > 1024:
+            self._hours.clear()
+        self._hours[key] = result
         return result
 
-    def iso(self, text: str) -> float | None:
-        hit = self._cache.get(text)
-        if hit is not None:
-            return hit
+    @staticmethod
+    def _iso(text: str) -> float | None:
         try:
-            dt = datetime.fromisoformat(text)
+            return datetime.fromisoformat(text).timestamp()  # a naive time is local, as syslog meant it
         except ValueError:
             return None
-        stamp = dt.timestamp()  # a naive time is local time, as syslog meant it
-        if len(self._cache) > 4096:
-            self._cache.clear()
-        self._cache[text] = stamp
-        return stamp
+
+
+class Head(NamedTuple):
+    """What the engine needs of a prefix: raw timestamp, dispatch keys, where the message starts."""
+
+    ts: bytes
+    family: str
+    service: str
+    message_start: int
+
+
+class Heads:
+    """Reads prefixes at positions in a chunk, caching what repeats (program tags, process names).
+
+    One per engine: the caches are bounded, and a tag is seen thousands of times for each new one.
+    """
+
+    def __init__(self) -> None:
+        self._tags: dict[bytes, tuple[str, str]] = {}
+        self._procs: dict[bytes, str] = {}
+
+    def read(self, chunk: bytes, start: int, end: int) -> Head | None:
+        m = HEAD.match(chunk, start, end)
+        if m is None:
+            return None
+        ts, dproc, _, _, sproc, _, tag = m.groups()
+        proc = dproc or sproc
+        if proc is not None:
+            service = self._procs.get(proc)
+            if service is None:
+                service = _PROC_BASE.split(proc, 1)[0].decode("ascii")
+                if len(self._procs) < 4096:
+                    self._procs[proc] = service
+            return Head(ts, "dovecot", service, m.end())
+        known = self._tags.get(tag)
+        if known is None:
+            name = tag.decode("utf-8", "replace")
+            first = name.partition("/")[0]
+            known = ("postfix" if first.startswith("postfix") else first, name.rpartition("/")[2])
+            if len(self._tags) < 4096:
+                self._tags[tag] = known
+        return Head(ts, known[0], known[1], m.end())
 
 
 def parse(text: str, years: YearGuess) -> LogLine | None:
     """Split a line; None when its prefix is not one of the recognised formats."""
-    parts = split(text, years)
-    return None if parts is None else LogLine(*parts)
-
-
-_TAGS: dict[str, tuple[str, str]] = {}
-
-
-def split(text: str, years: YearGuess) -> tuple | None:
-    """`parse` without building a LogLine: the engine's hot path calls this for every candidate line."""
-    m = PREFIX.match(text)
+    raw = text.encode("utf-8", "surrogateescape")
+    m = HEAD.match(raw)
     if m is None:
         return None
-    # One call for all groups, and caches for the rest: this runs for every line the prefilter keeps.
-    classic, mon, day, hms, frac, iso, proc, level, host, tag, pid, message = m.groups()
-    if classic is not None:
-        stamp = years.classic(classic, mon, day, hms, frac)
-    else:
-        stamp = years.iso(iso)
+    stamp = years.stamp(m["ts"].decode("ascii"))
     if stamp is None:
         return None
-    if proc is not None:
-        return stamp, None, "dovecot", _PROC_BASE.split(proc, 1)[0], proc, level, message
-    if tag == "dovecot":
-        d = _DOVECOT_MSG.match(message)
-        if d is None:
-            return stamp, host, "dovecot", "dovecot", tag, None, message
-        proc = d["proc"]
-        return stamp, host, "dovecot", _PROC_BASE.split(proc, 1)[0], proc, d["level"] or "Info", d["msg"]
-    known = _TAGS.get(tag)
-    if known is None:
-        first = tag.partition("/")[0]
-        known = ("postfix" if first.startswith("postfix") else first, tag.rpartition("/")[2])
-        if len(_TAGS) < 4096:
-            _TAGS[tag] = known
-    return stamp, host, known[0], known[1], tag, None, message
+    head = Heads().read(raw, 0, len(raw))
+    host = m["host"].decode("utf-8", "replace") if m["host"] is not None else None
+    proc = m["dproc"] or m["sproc"]
+    level = (m["dlevel"] or m["slevel"] or b"Info") if proc is not None else None
+    tag = (proc or m["tag"]).decode("utf-8", "replace")
+    message = raw[head.message_start:].decode("utf-8", "surrogateescape")
+    return LogLine(stamp, host, head.family, head.service, tag, level and level.decode("ascii"), message)
