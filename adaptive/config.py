@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import pwd
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -89,6 +91,107 @@ def _checked(default: Any, check: Callable[[Any], Any], doc: str = "") -> Any:
     return field(default=default, metadata={"check": check, "doc": doc})
 
 
+def _ports(value: list[int]) -> tuple[int, ...]:
+    ports = []
+    for item in value:
+        if not isinstance(item, int) or isinstance(item, bool) or not 0 < item < 65536:
+            raise ValueError(f"{item!r} is not a port (1 to 65535)")
+        if item not in ports:
+            ports.append(item)
+    return tuple(ports)
+
+
+def _ssh_ports(value: list[int]) -> tuple[int, ...]:
+    if not value:
+        raise ValueError("SSH can never be closed: give at least one port")
+    return _ports(value)
+
+
+def _priority(value: int) -> int:
+    # Conntrack runs at -200; the chains match on ct state, so they must come after it.
+    if not -200 < value < 2**31:
+        raise ValueError("expected a priority above -200 (conntrack)")
+    return value
+
+
+def _prefix_lengths(bits: int) -> Callable[[list[int]], tuple[int, ...]]:
+    def check(value: list[int]) -> tuple[int, ...]:
+        for item in value:
+            if not isinstance(item, int) or isinstance(item, bool) or not 0 < item < bits:
+                raise ValueError(f"{item!r} is not a prefix length from 1 to {bits - 1}")
+        return tuple(sorted(set(value)))
+    return check
+
+
+def _non_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _positive(value: int) -> int:
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _flag(value: bool) -> bool:
+    return value
+
+
+@dataclass(frozen=True)
+class PortLimit:
+    """New connections per source to one TCP port: `rate` per `per`, after a first `burst`."""
+    port: int
+    rate: int
+    per: str       # "second", "minute", "hour" or "day"
+    burst: int
+
+
+_RATE = re.compile(r"([1-9][0-9]*)/(second|minute|hour|day)")
+
+
+def _port_limits(value: list[dict]) -> tuple[PortLimit, ...]:
+    limits: dict[int, PortLimit] = {}
+    for item in value:
+        if not isinstance(item, dict) or set(item) - {"port", "rate", "burst"} or "port" not in item:
+            raise ValueError(f"{_shown(item)}: expected {{ port = N, rate = \"N/minute\", burst = N }}")
+        port, rate, burst = item["port"], item.get("rate", "30/minute"), item.get("burst", 20)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise ValueError(f"port {port!r} is not a port (1 to 65535)")
+        match = _RATE.fullmatch(rate) if isinstance(rate, str) else None
+        if match is None:
+            raise ValueError(f"port {port}: rate {rate!r} is not N/second, N/minute, N/hour or N/day")
+        if not isinstance(burst, int) or isinstance(burst, bool) or burst < 1:
+            raise ValueError(f"port {port}: burst {burst!r} is not a whole number of at least 1")
+        if port in limits:
+            raise ValueError(f"port {port} is given twice")
+        limits[port] = PortLimit(port, int(match[1]), match[2], burst)
+    return tuple(limits.values())
+
+
+def _shown(item: Any) -> str:
+    if not isinstance(item, dict):
+        return repr(item)
+    return "{ " + ", ".join(f"{k} = {v!r}" for k, v in item.items()) + " }"
+
+
+def _users(value: list[str]) -> tuple[int, ...]:
+    """User names (or numeric uids) resolved to uids now, so an unknown user fails at load."""
+    uids = []
+    for item in value:
+        if isinstance(item, int) and not isinstance(item, bool) and item >= 0:
+            uids.append(item)
+            continue
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not a user name")
+        try:
+            uids.append(pwd.getpwnam(item).pw_uid)
+        except KeyError:
+            raise ValueError(f"no such user {item!r}") from None
+    return tuple(dict.fromkeys(uids))
+
+
 # --- sections ---
 
 @dataclass(frozen=True)
@@ -123,6 +226,40 @@ class MetricsConfig:
 @dataclass(frozen=True)
 class NftablesConfig:
     table: str = _checked("adaptive", _table_name)
+    priority: int = _checked(-10, _priority)
+    action: str = _checked("drop", _one_of("drop", "reject"))
+    ipv4_prefixes: tuple[int, ...] = _checked((24,), _prefix_lengths(32))
+    ipv6_prefixes: tuple[int, ...] = _checked((64,), _prefix_lengths(128))
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """`[rate_limit]`: new connections per source, per port, in the kernel; optional concurrent cap."""
+    ports: tuple[PortLimit, ...] = _checked(
+        (PortLimit(25, 30, "minute", 20), PortLimit(143, 30, "minute", 20), PortLimit(993, 30, "minute", 20)),
+        _port_limits)
+    # Concurrent connections per source to the ports above; 0 for no cap.
+    conn_limit: int = _checked(0, _non_negative)
+    # Most sources tracked per port and family; past it new sources go unlimited.
+    size: int = _checked(65536, _positive)
+
+
+@dataclass(frozen=True)
+class WholeHostConfig:
+    """`[whole_host]`: whole-host mode, where adaptive's input chain is the host's firewall policy."""
+    enabled: bool = _checked(False, _flag)
+    ssh_ports: tuple[int, ...] = _checked((22,), _ssh_ports)
+    open_ports: tuple[int, ...] = _checked((25, 143, 993), _ports)
+    ping: bool = _checked(True, _flag)
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    """`[outbound]`: who may open SMTP connections from this host, and to where."""
+    enabled: bool = _checked(False, _flag)
+    ports: tuple[int, ...] = _checked((25,), _ports)
+    relays: tuple = _checked((), _networks)
+    users: tuple[int, ...] = _checked((), _users)
 
 
 @dataclass(frozen=True)
@@ -138,6 +275,9 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     nftables: NftablesConfig = field(default_factory=NftablesConfig)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    whole_host: WholeHostConfig = field(default_factory=WholeHostConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
     allowlist: AllowlistConfig = field(default_factory=AllowlistConfig)
     # The files read, in order, for messages and `adaptive status`.
     files: tuple[Path, ...] = ()

@@ -15,7 +15,7 @@ from adaptive import __version__
 from adaptive import config as config_module
 
 # Subcommand modules under adaptive.control, in the order `adaptive --help` lists them.
-COMMANDS = ["check", "check_config"]
+COMMANDS = ["run", "check", "check_config", "ruleset"]
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,55 @@
+"""`adaptive ruleset`: print adaptive's nftables table, have the kernel check it, or apply it.
+
+`--print` (the default) needs no kernel: it prints the JSON payload `--apply` would send, without
+the live bans (or, with `--text`, the same as an `nft -f` script). `--check` and `--apply` read the live
+bans and counters and carry them over; `--check` is libnftables' dry run, so the kernel validates the
+whole transaction and keeps none of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from adaptive.control.cli import add_config_options
+    p = sub.add_parser("ruleset", help="print, check (dry run) or apply adaptive's nftables table")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--print", dest="mode", action="store_const", const="print",
+                      help="print the JSON payload, without live bans (the default)")
+    mode.add_argument("--check", dest="mode", action="store_const", const="check",
+                      help="have the kernel validate the ruleset with the live bans, applying nothing")
+    mode.add_argument("--apply", dest="mode", action="store_const", const="apply",
+                      help="replace adaptive's table atomically, keeping live bans and counters")
+    p.add_argument("--text", action="store_true", help="with --print: the nft text form instead of JSON")
+    add_config_options(p)
+    p.set_defaults(run=run, mode="print")
+
+
+def run(args: argparse.Namespace) -> int:
+    from adaptive.control.cli import load_config
+    from adaptive.nftables.ruleset import build_ruleset, render_text
+    if args.text and args.mode != "print":
+        print("adaptive: --text goes with --print", file=sys.stderr)
+        return 2
+    config = load_config(args)
+    if args.mode == "print":
+        payload = build_ruleset(config)
+        sys.stdout.write(render_text(payload) if args.text else json.dumps(payload, indent=2) + "\n")
+        return 0
+
+    from adaptive.nftables import Backend, Executor, NftablesError
+    try:
+        backend = Backend(Executor(), config)
+        bans = backend.check() if args.mode == "check" else backend.apply()
+    except NftablesError as e:
+        print(f"adaptive: nftables refused the ruleset, nothing changed:\n{e}", file=sys.stderr)
+        return 1
+    except (ImportError, OSError) as e:
+        print(f"adaptive: cannot use libnftables: {e}", file=sys.stderr)
+        return 1
+    done = "checked by the kernel, nothing applied" if args.mode == "check" else "applied"
+    print(f"table inet {config.nftables.table}: {done}; {bans} live ban(s) kept")
+    return 0

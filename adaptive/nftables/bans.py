@@ -1,0 +1,177 @@
+"""Bans as the kernel holds them: an address or prefix, validated, with its timeout.
+
+Everything that reaches a ban set passes through `parse_network`: `ipaddress` validates it, an
+IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) becomes the IPv4 address it stands for, and a prefix's
+host bits are cleared. `read_bans` and `read_counters` turn the kernel's JSON listings back into
+values. All of it is pure; `ruleset` builds the JSON that puts bans into the kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from dataclasses import dataclass
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# A ban set's name says its family and, for a prefix set, the prefix length: ban4, ban6, ban4_24, ban6_64.
+BAN_SET = re.compile(r"ban([46])(?:_(\d{1,3}))?")
+
+
+def parse_network(value: str | Network | Address) -> Network:
+    """An address or prefix as a network, validated; raises ValueError for anything else."""
+    if isinstance(value, str) and "/" not in value:
+        try:
+            return _host(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or prefix") from None
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return _host(value)
+    if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        network = value
+    elif isinstance(value, str):
+        try:
+            network = ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or prefix") from None
+    else:
+        raise ValueError(f"{value!r} is not an IP address or prefix")
+    if network.version == 6 and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            network = ipaddress.IPv4Network((mapped, network.prefixlen - 96), strict=False)
+    return network
+
+
+def _host(address: Address) -> Network:
+    # From the integer: the quickest way ipaddress has to make a /32 or /128.
+    if address.version == 4:
+        return ipaddress.IPv4Network(int(address))
+    mapped = address.ipv4_mapped
+    return ipaddress.IPv4Network(int(mapped)) if mapped is not None else ipaddress.IPv6Network(int(address))
+
+
+def _seconds(value: float | None, what: str) -> int | None:
+    if value is None:
+        return None
+    if type(value) is int and value > 0:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{what} {value!r} is not a positive number of seconds")
+    return math.ceil(value)
+
+
+class Ban:
+    """One address or prefix dropped for `timeout` seconds (None: until unbanned).
+
+        Ban("192.0.2.7", 3600), Ban("2001:db8:1:2::/64", 86400)
+
+    `expires` is the time left: `list()` reports it, and a restore passes it so a ban keeps its end.
+    Banning a live element again sets its time left to the new ban's timeout. Immutable.
+
+    A ban keeps the element it becomes (`key`, the address or a prefix's first address) rather than an
+    `ipaddress` network, which `network` makes on demand: validating 100,000 addresses then costs one
+    `ipaddress` parse each and leaves no objects for the garbage collector to walk.
+    """
+
+    __slots__ = ("key", "version", "prefixlen", "host", "timeout", "expires")
+    key: str
+    version: int
+    prefixlen: int
+    host: bool         # an address rather than a prefix
+    timeout: int | None
+    expires: int | None
+
+    def __init__(self, network: str | Network | Address, timeout: float | None = None,
+                 expires: float | None = None):
+        setattr_ = object.__setattr__
+        if isinstance(network, str) and "." in network and ":" not in network and "/" not in network:
+            # A plain IPv4 address: a string ipaddress accepts is already in canonical form.
+            key = network.strip()
+            try:
+                ipaddress.IPv4Address(key)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an IP address or prefix") from None
+            setattr_(self, "key", key)
+            setattr_(self, "version", 4)
+            setattr_(self, "prefixlen", 32)
+            setattr_(self, "host", True)
+        else:
+            parsed = parse_network(network)
+            setattr_(self, "key", str(parsed.network_address))
+            setattr_(self, "version", parsed.version)
+            setattr_(self, "prefixlen", parsed.prefixlen)
+            setattr_(self, "host", parsed.prefixlen == parsed.max_prefixlen)
+        timeout = _seconds(timeout, "timeout")
+        expires = _seconds(expires, "expires")
+        if expires is not None and (timeout is None or expires > timeout):
+            timeout = expires
+        setattr_(self, "timeout", timeout)
+        setattr_(self, "expires", expires)
+
+    @property
+    def network(self) -> Network:
+        if self.version == 4:
+            return ipaddress.IPv4Network((self.key, self.prefixlen))
+        return ipaddress.IPv6Network((self.key, self.prefixlen))
+
+    @property
+    def left(self) -> int | None:
+        """Seconds until the kernel lifts it; None for never."""
+        return self.expires if self.expires is not None else self.timeout
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a Ban cannot be changed")
+
+    def __reduce__(self) -> tuple:
+        return (Ban, (f"{self.key}/{self.prefixlen}", self.timeout, self.expires))
+
+    def _identity(self) -> tuple:
+        return (self.version, self.key, self.prefixlen, self.timeout, self.expires)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ban) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def __repr__(self) -> str:
+        network = self.key if self.host else f"{self.key}/{self.prefixlen}"
+        return f"Ban({network!r}, timeout={self.timeout!r}, expires={self.expires!r})"
+
+
+def read_bans(listing: list[dict]) -> list[Ban]:
+    """The bans in a JSON listing of adaptive's ban sets (the `nftables` array of libnftables)."""
+    bans = []
+    for obj in listing:
+        s = obj.get("set")
+        match = BAN_SET.fullmatch(s["name"]) if s else None
+        if match is None:
+            continue
+        length = match[2]
+        for elem in s.get("elem", ()):
+            if isinstance(elem, dict) and "elem" in elem:
+                value = elem["elem"]["val"]
+                timeout, expires = elem["elem"].get("timeout"), elem["elem"].get("expires")
+            else:
+                value, timeout, expires = elem, None, None
+            if timeout is not None and not expires:
+                continue  # lapsing within the second
+            bans.append(Ban(f"{value}/{length}" if length else value, timeout or None, expires))
+    return bans
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """A named counter's totals since the table was first made (re-applying keeps them)."""
+    packets: int
+    bytes: int
+
+
+def read_counters(listing: list[dict]) -> dict[str, Counter]:
+    """Counters by name from a JSON listing of adaptive's table or counters."""
+    return {c["name"]: Counter(c.get("packets", 0), c.get("bytes", 0))
+            for obj in listing if (c := obj.get("counter"))}

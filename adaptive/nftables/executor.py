@@ -1,0 +1,83 @@
+"""The one way adaptive talks to the kernel: libnftables, JSON in and out, one payload per transaction.
+
+Nothing outside `adaptive.nftables` imports `nftables`, and nothing here builds a payload: `ruleset`
+does that. No `nft` process is spawned and no text output is parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Protocol
+
+
+class NftablesError(Exception):
+    """libnftables refused a payload, so none of it was applied. Carries the payload and libnftables'
+    own message (its stderr, whole)."""
+
+    def __init__(self, message: str, payload: dict, rc: int = 1):
+        super().__init__(message, payload, rc)
+        self.message = message
+        self.payload = payload
+        self.rc = rc
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Runner(Protocol):
+    """What the backend needs from an executor; tests may pass a fake."""
+
+    def run(self, payload: dict, *, terse: bool = False) -> list[dict]: ...
+
+    def check(self, payload: dict) -> None: ...
+
+
+class Executor:
+    """One libnftables context. `run` applies a payload as one transaction (or lists, returning the
+    `nftables` array of the answer); `check` has the kernel validate it without applying (dry run).
+
+        Executor().run({"nftables": [{"list": {"tables": None}}]})
+
+    Calls are serialised; the context is bound to the network namespace it was created in.
+    """
+
+    def __init__(self, nft: Any = None):
+        if nft is None:
+            import nftables
+            nft = nftables.Nftables()
+        nft.set_json_output(True)
+        self._nft = nft
+        self._lock = threading.Lock()
+
+    def run(self, payload: dict, *, terse: bool = False) -> list[dict]:
+        with self._lock:
+            if terse:
+                self._nft.set_terse_output(True)
+            try:
+                return self._send(payload)
+            finally:
+                if terse:
+                    self._nft.set_terse_output(False)
+
+    def check(self, payload: dict) -> None:
+        with self._lock:
+            self._nft.set_dry_run(True)
+            try:
+                self._send(payload)
+            finally:
+                self._nft.set_dry_run(False)
+
+    def _send(self, payload: dict) -> list[dict]:
+        # What Nftables.json_cmd does, with compact JSON: a 100,000-ban payload is a few MB.
+        rc, output, error = self._nft.cmd(json.dumps(payload, separators=(",", ":")))
+        if rc != 0:
+            raise NftablesError(_message(error) or f"libnftables failed (rc {rc})", payload, rc)
+        if not output:
+            return []
+        return [obj for obj in json.loads(output).get("nftables", []) if "metainfo" not in obj]
+
+
+def _message(error: str) -> str:
+    # libnftables places JSON input at "internal:0:0-0"; that says nothing, the rest is the message.
+    return "\n".join(line.removeprefix("internal:0:0-0: ") for line in error.strip().splitlines())

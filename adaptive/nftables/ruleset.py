@@ -1,0 +1,446 @@
+"""adaptive's table, built from the configuration as libnftables JSON. Pure: nothing here touches the kernel.
+
+The table (family inet, named by `nftables.table`) is all adaptive ever writes; other tables, the
+admin's or firewalld's, are never named. It holds:
+
+- `allow4`, `allow6`: the allowlist (loopback always), interval sets checked before anything drops;
+- `ban4`, `ban6`: banned addresses, `flags timeout`: each element's timeout is its ban's length, so the
+  kernel lifts a ban even when the daemon is dead;
+- `ban4_24`, `ban6_64`, ...: banned prefixes, one set per prefix length, holding the prefix's first
+  address; the rule masks the source before looking it up. Prefixes of any two lengths and addresses
+  therefore never overlap in a set: banning an address inside a banned prefix, or a prefix over banned
+  addresses, adds an element beside the others and each keeps its own timeout;
+- `rate4_PORT`, `rate6_PORT`: per-source token buckets for new connections to PORT (`update @set
+  { ip saddr limit rate over ... }`), and `conn4`, `conn6` for the concurrent-connection cap;
+- `relay4`, `relay6`: where outbound SMTP may go; `probe`: a scratch set to learn what the kernel does;
+- named counters: `bans`, `rate_limit_PORT`, `conn_limit`, `closed` (whole-host mode), `outbound`;
+- chains: `input` (hook input), `host` (whole-host policy, jumped to from input), `output`.
+
+`build_ruleset` makes the whole table in one payload that begins with `add table; delete table; add
+table`, so applying it replaces the old table atomically whether or not one exists; the backend appends
+the live bans (`build_ban`) to the same payload so none is lost.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from adaptive.config import Config, NftablesConfig, OutboundConfig, WholeHostConfig
+from adaptive.nftables.bans import Ban, Counter, Network, parse_network
+
+FAMILY = "inet"
+LOOPBACK = (ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv6Network("::1/128"))
+# Seconds a rate-limit element outlives its source's last new connection, by the rate's unit.
+RATE_SET_TIMEOUT = {"second": 60, "minute": 60, "hour": 3600, "day": 86400}
+# What IPv6 needs to work at all under a drop policy; errors for live flows come as ct related.
+ICMPV6_NEEDED = ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-advert", "mld-listener-query"]
+REJECT = {"reject": {"type": "icmpx", "expr": "admin-prohibited"}}
+
+
+@dataclass(frozen=True)
+class _Family:
+    version: int
+    protocol: str    # payload protocol: "ip" or "ip6"
+    nfproto: str     # meta nfproto: "ipv4" or "ipv6"
+    type: str        # set type: "ipv4_addr" or "ipv6_addr"
+
+
+V4 = _Family(4, "ip", "ipv4", "ipv4_addr")
+V6 = _Family(6, "ip6", "ipv6", "ipv6_addr")
+FAMILIES = (V4, V6)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each ban goes in adaptive's table: what `ban`, `unban` and `list` need to know.
+
+    The prefix lengths are the configured ones plus any a live ban still uses, so re-applying a config
+    that dropped a length keeps that length's bans until they lapse.
+    """
+
+    table: str
+    ipv4_prefixes: tuple[int, ...] = (24,)
+    ipv6_prefixes: tuple[int, ...] = (64,)
+
+    @classmethod
+    def of(cls, config: NftablesConfig, bans: Iterable[Ban] = ()) -> Layout:
+        v4, v6 = set(config.ipv4_prefixes), set(config.ipv6_prefixes)
+        for ban in bans:
+            if not ban.host:
+                (v4 if ban.version == 4 else v6).add(ban.prefixlen)
+        return cls(config.table, tuple(sorted(v4)), tuple(sorted(v6)))
+
+    def prefixes(self, version: int) -> tuple[int, ...]:
+        return self.ipv4_prefixes if version == 4 else self.ipv6_prefixes
+
+    def ban_set(self, network: Network) -> str:
+        """The set that holds a ban of `network`; ValueError if no set takes its prefix length."""
+        return self._set(network.version, str(network.network_address), network.prefixlen)
+
+    def _set(self, version: int, key: str, prefixlen: int) -> str:
+        if prefixlen == (32 if version == 4 else 128):
+            return f"ban{version}"
+        if prefixlen in self.prefixes(version):
+            return f"ban{version}_{prefixlen}"
+        lengths = ", ".join(str(n) for n in self.prefixes(version))
+        raise ValueError(f"cannot ban {key}/{prefixlen}: no set for /{prefixlen} prefixes "
+                         f"(nftables.ipv{version}_prefixes = [{lengths}])")
+
+    @property
+    def ban_sets(self) -> tuple[str, ...]:
+        return tuple(name for f in FAMILIES for name in
+                     [f"ban{f.version}", *(f"ban{f.version}_{n}" for n in self.prefixes(f.version))])
+
+
+# --- expressions and statements ---
+
+def _payload(protocol: str, field: str) -> dict:
+    return {"payload": {"protocol": protocol, "field": field}}
+
+
+def _meta(key: str) -> dict:
+    return {"meta": {"key": key}}
+
+
+def _match(left: Any, right: Any, op: str = "==") -> dict:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _ports(ports: Iterable[int]) -> Any:
+    ports = list(ports)
+    return ports[0] if len(ports) == 1 else {"set": ports}
+
+
+def _new_tcp(ports: Iterable[int]) -> list[dict]:
+    return [_match(_payload("tcp", "dport"), _ports(ports)),
+            _match({"ct": {"key": "state"}}, "new", "in")]
+
+
+def _mask(family: _Family, length: int) -> str:
+    return str(ipaddress.ip_network((0 if family is V4 else "::", length)).netmask)
+
+
+def element_value(network: Network) -> Any:
+    """A network as an element of an interval set: the bare address for a host, else a prefix."""
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return {"prefix": {"addr": str(network.network_address), "len": network.prefixlen}}
+
+
+def _elements(networks: Iterable[Network], family: _Family) -> dict[str, list[Any]]:
+    """The `elem` of an interval set holding `family`'s networks, overlaps merged; none when empty."""
+    own = [n for n in (parse_network(n) for n in networks) if n.version == family.version]
+    elem = [element_value(n) for n in ipaddress.collapse_addresses(own)]
+    return {"elem": elem} if elem else {}
+
+
+# --- the table ---
+
+class _Builder:
+    def __init__(self, table: str):
+        self.table = table
+        self.commands: list[dict] = []
+
+    def add(self, kind: str, name: str, **fields: Any) -> None:
+        self.commands.append({"add": {kind: {"family": FAMILY, "table": self.table, "name": name, **fields}}})
+
+    def rule(self, chain: str, *expr: dict) -> None:
+        self.commands.append({"add": {"rule": {"family": FAMILY, "table": self.table, "chain": chain,
+                                               "expr": list(expr)}}})
+
+
+def counter_names(config: Config) -> list[str]:
+    """The named counters the table holds: what `counters()` reports."""
+    names = ["bans"] + [f"rate_limit_{p.port}" for p in config.rate_limit.ports]
+    if config.rate_limit.conn_limit and config.rate_limit.ports:
+        names.append("conn_limit")
+    if config.whole_host.enabled:
+        names.append("closed")
+    if config.outbound.enabled:
+        names.append("outbound")
+    return names
+
+
+def build_ruleset(config: Config, layout: Layout | None = None,
+                  counters: Mapping[str, Counter] | None = None) -> dict:
+    """The whole table as one payload that replaces any old one. `counters` carries values over."""
+    nft = config.nftables
+    layout = layout or Layout.of(nft)
+    counters = counters or {}
+    b = _Builder(nft.table)
+    table = {"family": FAMILY, "name": nft.table}
+    b.commands += [{"add": {"table": table}}, {"delete": {"table": table}}, {"add": {"table": table}}]
+
+    for name in counter_names(config):
+        kept = counters.get(name, Counter(0, 0))
+        b.add("counter", name, packets=kept.packets, bytes=kept.bytes)
+
+    allow = [*LOOPBACK, *config.allowlist.addresses]
+    for f in FAMILIES:
+        b.add("set", f"allow{f.version}", type=f.type, flags=["interval"], **_elements(allow, f))
+    for f in FAMILIES:
+        b.add("set", f"ban{f.version}", type=f.type, flags=["timeout"])
+        for length in layout.prefixes(f.version):
+            b.add("set", f"ban{f.version}_{length}", type=f.type, flags=["timeout"])
+    limits = config.rate_limit
+    for limit in limits.ports:
+        for f in FAMILIES:
+            b.add("set", f"rate{f.version}_{limit.port}", type=f.type, flags=["timeout"],
+                  timeout=RATE_SET_TIMEOUT[limit.per], size=limits.size)
+    if limits.conn_limit and limits.ports:
+        for f in FAMILIES:
+            b.add("set", f"conn{f.version}", type=f.type, size=limits.size)
+    out, host = config.outbound, config.whole_host
+    if out.enabled and out.relays:
+        for f in FAMILIES:
+            b.add("set", f"relay{f.version}", type=f.type, flags=["interval"], **_elements(out.relays, f))
+    b.add("set", "probe", type=V4.type, flags=["timeout"])
+
+    b.add("chain", "input", type="filter", hook="input", prio=nft.priority,
+          policy="drop" if host.enabled else "accept")
+    if host.enabled:
+        b.add("chain", "host")
+    if out.enabled:
+        b.add("chain", "output", type="filter", hook="output", prio=nft.priority, policy="accept")
+
+    _input_rules(b, config, layout)
+    if host.enabled:
+        _host_rules(b, host)
+    if out.enabled:
+        _output_rules(b, out)
+    return {"nftables": b.commands}
+
+
+def _input_rules(b: _Builder, config: Config, layout: Layout) -> None:
+    nft = config.nftables
+    action = REJECT if nft.action == "reject" else {"drop": None}
+    b.rule("input", _match(_meta("iif"), "lo"), {"accept": None})
+    # An allowlisted source leaves adaptive's chains here: no ban, limit or closed port drops it.
+    for f in FAMILIES:
+        b.rule("input", _match(_payload(f.protocol, "saddr"), f"@allow{f.version}"), {"accept": None})
+    for f in FAMILIES:
+        saddr = _payload(f.protocol, "saddr")
+        b.rule("input", _match(saddr, f"@ban{f.version}"), {"counter": "bans"}, action)
+        for length in layout.prefixes(f.version):
+            b.rule("input", _match({"&": [saddr, _mask(f, length)]}, f"@ban{f.version}_{length}"),
+                   {"counter": "bans"}, action)
+    limits = config.rate_limit
+    for limit in limits.ports:
+        for f in FAMILIES:
+            bucket = {"limit": {"rate": limit.rate, "per": limit.per, "burst": limit.burst, "inv": True}}
+            # The family match is explicit: a statement's payload gets no implicit dependency.
+            b.rule("input", _match(_meta("nfproto"), f.nfproto), *_new_tcp([limit.port]),
+                   {"set": {"op": "update", "elem": _payload(f.protocol, "saddr"),
+                            "set": f"@rate{f.version}_{limit.port}", "stmt": [bucket]}},
+                   {"counter": f"rate_limit_{limit.port}"}, {"drop": None})
+    if limits.conn_limit and limits.ports:
+        for f in FAMILIES:
+            b.rule("input", _match(_meta("nfproto"), f.nfproto), *_new_tcp(p.port for p in limits.ports),
+                   {"set": {"op": "add", "elem": _payload(f.protocol, "saddr"), "set": f"@conn{f.version}",
+                            "stmt": [{"ct count": {"val": limits.conn_limit, "inv": True}}]}},
+                   {"counter": "conn_limit"}, {"drop": None})
+    if config.whole_host.enabled:
+        b.rule("input", {"goto": {"target": "host"}})
+
+
+def _host_rules(b: _Builder, host: WholeHostConfig) -> None:
+    b.rule("host", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), {"accept": None})
+    b.rule("host", _match(_payload("icmpv6", "type"), {"set": ICMPV6_NEEDED}), {"accept": None})
+    if host.ping:
+        b.rule("host", _match(_payload("icmp", "type"), "echo-request"), {"accept": None})
+        b.rule("host", _match(_payload("icmpv6", "type"), "echo-request"), {"accept": None})
+    # SSH first and on its own: whatever open_ports says, it cannot close SSH.
+    b.rule("host", _match(_payload("tcp", "dport"), _ports(host.ssh_ports)), {"accept": None})
+    open_ports = [p for p in host.open_ports if p not in host.ssh_ports]
+    if open_ports:
+        b.rule("host", _match(_payload("tcp", "dport"), _ports(open_ports)), {"accept": None})
+    b.rule("host", {"counter": "closed"}, {"drop": None})
+
+
+def _output_rules(b: _Builder, out: OutboundConfig) -> None:
+    b.rule("output", _match(_meta("oif"), "lo"), {"accept": None})
+    new_smtp = _new_tcp(out.ports)
+    users = [_match(_meta("skuid"), _ports(out.users))] if out.users else []
+    if out.relays:
+        for f in FAMILIES:
+            b.rule("output", *new_smtp, _match(_payload(f.protocol, "daddr"), f"@relay{f.version}"),
+                   *users, {"accept": None})
+    elif users:
+        b.rule("output", *new_smtp, *users, {"accept": None})
+    b.rule("output", *new_smtp, {"counter": "outbound"}, {"drop": None})
+
+
+# --- bans ---
+
+def _key(network: Network) -> str:
+    # Prefix sets hold the prefix's first address; the rule masks the source before the lookup.
+    return str(network.network_address)
+
+
+def _per_set(op: str, layout: Layout, sets: dict[str, dict[Any, Any]]) -> list[dict]:
+    return [{op: {"element": {"family": FAMILY, "table": layout.table, "name": name,
+                              "elem": list(elems.values())}}}
+            for name, elems in sets.items()]
+
+
+def build_ban(layout: Layout, bans: Iterable[Ban], replace: bool = False) -> dict:
+    """Add the bans to their sets (the last ban of a network wins). A kernel that keeps a live element's
+    timeout on `add` needs `replace`: add, delete and add again, in the one transaction."""
+    sets: dict[str, dict[str, Any]] = {}
+    hosts = {4: sets.setdefault("ban4", {}), 6: sets.setdefault("ban6", {})}
+    # The loop runs for every one of a 100,000-ban batch: hosts, the common case, take the short way.
+    for ban in bans:
+        key = ban.key
+        if ban.host:
+            elems = hosts[ban.version]
+        else:
+            elems = sets.setdefault(layout._set(ban.version, key, ban.prefixlen), {})
+        if ban.timeout is None:
+            elems[key] = key
+        elif ban.expires is None:
+            elems[key] = {"elem": {"val": key, "timeout": ban.timeout}}
+        else:
+            elems[key] = {"elem": {"val": key, "timeout": ban.timeout, "expires": ban.expires}}
+    sets = {name: elems for name, elems in sets.items() if elems}
+    added = _per_set("add", layout, sets)
+    if not replace:
+        return {"nftables": added}
+    deleted = _per_set("delete", layout, {name: {k: k for k in elems} for name, elems in sets.items()})
+    return {"nftables": added + deleted + added}
+
+
+def build_unban(layout: Layout, networks: Iterable[Network]) -> dict:
+    """Delete the elements; adding each first makes deleting one that already lapsed harmless."""
+    sets: dict[str, dict[str, str]] = {}
+    for network in networks:
+        key = _key(network)
+        sets.setdefault(layout.ban_set(network), {})[key] = key
+    return {"nftables": _per_set("add", layout, sets) + _per_set("delete", layout, sets)}
+
+
+def build_list_set(table: str, name: str) -> dict:
+    return {"nftables": [{"list": {"set": {"family": FAMILY, "table": table, "name": name}}}]}
+
+
+def build_list_table(table: str) -> dict:
+    return {"nftables": [{"list": {"table": {"family": FAMILY, "name": table}}}]}
+
+
+def build_list_counters(table: str) -> dict:
+    return {"nftables": [{"list": {"counters": {"family": FAMILY, "table": table}}}]}
+
+
+def build_list_sets() -> dict:
+    """Every set of the family; listed terse, names without elements, which libnftables answers cheaply."""
+    return {"nftables": [{"list": {"sets": {"family": FAMILY}}}]}
+
+
+def build_delete_table(table: str) -> dict:
+    return {"nftables": [{"delete": {"table": {"family": FAMILY, "name": table}}}]}
+
+
+def build_probe(table: str, timeout: int) -> dict:
+    """Put one element in the scratch set with `timeout`: twice in a row tells whether re-adding a live
+    element sets its timeout (recent kernels) or leaves it (older ones)."""
+    probe = {"family": FAMILY, "table": table, "name": "probe",
+             "elem": [{"elem": {"val": "192.0.2.0", "timeout": timeout}}]}
+    return {"nftables": [{"add": {"element": probe}}]}
+
+
+def build_flush_probe(table: str) -> dict:
+    return {"nftables": [{"flush": {"set": {"family": FAMILY, "table": table, "name": "probe"}}}]}
+
+
+# --- the nft text form, for people: `adaptive ruleset --print --text` ---
+
+def render_text(payload: dict) -> str:
+    """The payload as an `nft -f` script, one command per line. Covers what the builders here make."""
+    return "".join(_command(cmd) + "\n" for cmd in payload["nftables"])
+
+
+def _command(cmd: dict) -> str:
+    (verb, body), = cmd.items()
+    (kind, obj), = body.items()
+    if kind == "table":
+        return f"{verb} table {obj['family']} {obj['name']}"
+    where = f"{obj['family']} {obj['table']}"
+    if kind == "counter":
+        return f"{verb} counter {where} {obj['name']} {{ packets {obj['packets']} bytes {obj['bytes']} }}"
+    if kind == "set":
+        parts = [f"type {obj['type']};"]
+        if obj.get("flags"):
+            parts.append(f"flags {','.join(obj['flags'])};")
+        if "timeout" in obj:
+            parts.append(f"timeout {obj['timeout']}s;")
+        if "size" in obj:
+            parts.append(f"size {obj['size']};")
+        if obj.get("elem"):
+            parts.append(f"elements = {{ {', '.join(_expr(e) for e in obj['elem'])} }};")
+        return f"{verb} set {where} {obj['name']} {{ {' '.join(parts)} }}"
+    if kind == "chain":
+        if "hook" not in obj:
+            return f"{verb} chain {where} {obj['name']}"
+        return (f"{verb} chain {where} {obj['name']} {{ type {obj['type']} hook {obj['hook']} "
+                f"priority {obj['prio']}; policy {obj['policy']}; }}")
+    if kind == "rule":
+        return f"{verb} rule {where} {obj['chain']} {' '.join(_statement(s) for s in obj['expr'])}"
+    if kind == "element":
+        return f"{verb} element {where} {obj['name']} {{ {', '.join(_expr(e) for e in obj['elem'])} }}"
+    raise ValueError(f"no text form for {verb} {kind}")
+
+
+def _expr(e: Any) -> str:
+    if isinstance(e, (str, int)):
+        return str(e)
+    if isinstance(e, list):
+        return ",".join(_expr(x) for x in e)
+    (kind, v), = e.items()
+    if kind == "payload":
+        return f"{v['protocol']} {v['field']}"
+    if kind == "meta":
+        return f"meta {v['key']}"
+    if kind == "ct":
+        return f"ct {v['key']}"
+    if kind == "&":
+        return f"{_expr(v[0])} & {_expr(v[1])}"
+    if kind == "set":
+        return "{ " + ", ".join(_expr(x) for x in v) + " }"
+    if kind == "prefix":
+        return f"{v['addr']}/{v['len']}"
+    if kind == "elem":
+        text = _expr(v["val"])
+        if "timeout" in v:
+            text += f" timeout {v['timeout']}s"
+        if "expires" in v:
+            text += f" expires {v['expires']}s"
+        return text
+    raise ValueError(f"no text form for expression {kind}")
+
+
+def _statement(s: dict) -> str:
+    (kind, v), = s.items()
+    if kind == "match":
+        right = _expr(v["right"])
+        if v["left"] in ({"meta": {"key": "iif"}}, {"meta": {"key": "oif"}}):
+            right = f'"{right}"'
+        op = "" if v["op"] in ("==", "in") else f"{v['op']} "
+        return f"{_expr(v['left'])} {op}{right}"
+    if kind in ("accept", "drop"):
+        return kind
+    if kind in ("goto", "jump"):
+        return f"{kind} {v['target']}"
+    if kind == "counter":
+        return f'counter name "{v}"' if isinstance(v, str) else "counter"
+    if kind == "reject":
+        return f"reject with {v['type']} {v['expr']}"
+    if kind == "limit":
+        over = "over " if v.get("inv") else ""
+        return f"limit rate {over}{v['rate']}/{v['per']} burst {v['burst']} packets"
+    if kind == "ct count":
+        return f"ct count {'over ' if v.get('inv') else ''}{v['val']}"
+    if kind == "set":
+        stmts = " ".join(_statement(x) for x in v.get("stmt", ()))
+        return f"{v['op']} {v['set']} {{ {_expr(v['elem'])} {stmts} }}"
+    raise ValueError(f"no text form for statement {kind}")
