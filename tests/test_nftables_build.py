@@ -429,3 +429,20 @@ def test_backend_validates_before_the_kernel(tmp_path):
     with pytest.raises(TypeError):
         backend.ban(["192.0.2.1"])  # type: ignore[list-item]
     assert [p for p in runner.sent if "element" in json.dumps(p) and "probe" not in json.dumps(p)] == []
+
+
+def test_render_parses_back_to_the_payload():
+    """The fast rendering of element lists is JSON that reads back as exactly the payload."""
+    import json as _json
+
+    from adaptive.nftables.ruleset import render
+    payload = {"nftables": [
+        {"add": {"table": {"family": "inet", "name": "adaptive"}}},
+        {"add": {"element": {"family": "inet", "table": "adaptive", "name": "ban4", "elem": [
+            "192.0.2.1", {"elem": {"val": "192.0.2.2", "timeout": 60}},
+            {"elem": {"val": "192.0.2.3", "timeout": 60, "expires": 30}},
+            {"elem": {"val": "2001:db8::/64", "timeout": 60, "comment": "odd \"shape\""}},
+            'x"y', {"prefix": {"addr": "198.51.100.0", "len": 24}}]}}},
+        {"delete": {"element": {"family": "inet", "table": "adaptive", "name": "ban6", "elem": ["2001:db8::1"]}}},
+    ]}
+    assert _json.loads(render(payload)) == payload

@@ -24,6 +24,7 @@ the live bans (`build_ban`) to the same payload so none is lost.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -283,6 +284,55 @@ def _per_set(op: str, layout: Layout, sets: dict[str, dict[Any, Any]]) -> list[d
     return [{op: {"element": {"family": FAMILY, "table": layout.table, "name": name,
                               "elem": list(elems.values())}}}
             for name, elems in sets.items()]
+
+
+def render(payload: dict) -> str:
+    """The payload as compact JSON text, which is what libnftables reads.
+
+    Element lists, nearly all of a large ban batch, are written directly: `json.dumps` on 100,000
+    small dicts takes longer than libnftables takes to parse them. Only the plain shapes `build_ban`
+    makes (an address, or {"elem": {"val", "timeout"[, "expires"]}}) with values that need no escaping
+    are written so; anything else goes through `json.dumps`, so the text always parses back to the
+    payload.
+    """
+    parts = []
+    for command in payload["nftables"]:
+        body = next(iter(command.values())) if len(command) == 1 else None
+        element = body.get("element") if isinstance(body, dict) and len(body) == 1 else None
+        if not isinstance(element, dict) or not isinstance(element.get("elem"), list):
+            parts.append(json.dumps(command, separators=(",", ":")))
+            continue
+        head = json.dumps({k: v for k, v in element.items() if k != "elem"}, separators=(",", ":"))
+        op = json.dumps(next(iter(command)))
+        parts.append(f'{{{op}:{{"element":{head[:-1]},"elem":[{_render_elems(element["elem"])}]}}}}}}')
+    return '{"nftables":[' + ",".join(parts) + "]}"
+
+
+def _plain(text: str) -> bool:
+    """A string JSON writes as it is: printable, no quote, no backslash."""
+    return text.isprintable() and '"' not in text and "\\" not in text
+
+
+def _render_elems(elems: list) -> str:
+    out: list[str] = []
+    append = out.append
+    for e in elems:
+        kind = type(e)
+        if kind is str:
+            if _plain(e):
+                append(f'"{e}"')
+                continue
+        elif kind is dict and len(e) == 1 and type(inner := e.get("elem")) is dict:
+            val, timeout, expires = inner.get("val"), inner.get("timeout"), inner.get("expires")
+            if type(val) is str and type(timeout) is int and _plain(val):
+                if len(inner) == 2:
+                    append(f'{{"elem":{{"val":"{val}","timeout":{timeout}}}}}')
+                    continue
+                if len(inner) == 3 and type(expires) is int:
+                    append(f'{{"elem":{{"val":"{val}","timeout":{timeout},"expires":{expires}}}}}')
+                    continue
+        append(json.dumps(e, separators=(",", ":")))
+    return ",".join(out)
 
 
 def build_ban(layout: Layout, bans: Iterable[Ban], replace: bool = False) -> dict:
