@@ -13,8 +13,10 @@ run: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Each benchmark prints its own figures; nft.py runs in a network namespace of its own.
 bench: setup
 	$(PY) bench/parse.py
+	$(PY) bench/nft.py
 
 clean:
 	rm -rf .venv .pytest_cache build *.egg-info

@@ -33,6 +33,10 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
         self.problems = problems
 
+    def __reduce__(self):
+        # Survives pickling (a worker process, a namespace helper), problems and all.
+        return (ConfigError, (self.problems,))
+
 
 # --- value checks: each takes the raw TOML value and returns the converted one or raises ValueError ---
 
