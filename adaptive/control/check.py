@@ -13,15 +13,13 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO, Iterator
 
 from adaptive.config import SHIPPED_FILTERS
-from adaptive.filters.batch import count_file
+from adaptive.filters.batch import CHUNK, chunks, count_file
 from adaptive.filters.engine import Engine
 from adaptive.filters.prefix import YearGuess
-from adaptive.filters.rules import FilterError, load_directory
+from adaptive.filters.rules import load_directory
 
-CHUNK = 4 << 20
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,29 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
-    """Chunks of complete lines; a last line without its newline is completed."""
-    rest = b""
-    while True:
-        block = stream.read(size)
-        if not block:
-            break
-        block = rest + block
-        cut = block.rfind(b"\n") + 1
-        rest = block[cut:]
-        if cut:
-            yield block[:cut]
-    if rest:
-        yield rest + b"\n"
-
-
 def run(args: argparse.Namespace) -> int:
-    try:
-        filters = load_directory(args.filters)
-    except FilterError as e:
-        for problem in e.problems:
-            print(f"adaptive: {problem}", file=sys.stderr)
-        return 2
+    filters = load_directory(args.filters)
     out = sys.stdout
     status = 0
     for name in args.files:

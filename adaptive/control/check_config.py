@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from adaptive.filters.rules import FilterError, load_directory
+from adaptive.filters.rules import load_directory
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,12 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.cli import load_config
     config = load_config(args)
-    try:
-        filters = load_directory(config.filters_directory)
-    except FilterError as e:
-        for problem in e.problems:
-            print(f"adaptive: {problem}", file=sys.stderr)
-        return 2
+    filters = load_directory(config.filters_directory)
     files = ", ".join(str(f) for f in config.files)
     print(f"configuration ok: {files}; {len(config.sources)} source(s), "
           f"{len(filters)} filter(s) with {sum(len(f.rules) for f in filters)} rules")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from adaptive import __version__
 from adaptive import config as config_module
+from adaptive.filters.rules import FilterError
 
 # Subcommand modules under adaptive.control, in the order `adaptive --help` lists them.
 COMMANDS = ["run", "check", "check_config", "ruleset"]
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except config_module.ConfigError as e:
+    except (config_module.ConfigError, FilterError) as e:
         for problem in e.problems:
             print(f"adaptive: {problem}", file=sys.stderr)
         return 2

@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 
-from adaptive.filters.rules import FilterError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,12 +30,7 @@ def run(args: argparse.Namespace) -> int:
         event_log.info("%s %s%s rule=%s/%s", e.kind.value, e.ip, f" user={e.user!r}" if e.user else "",
                        e.filter, e.rule)
 
-    try:
-        daemon = Daemon(config, on_event)
-    except FilterError as e:
-        for problem in e.problems:
-            print(f"adaptive: {problem}", file=sys.stderr)
-        return 2
+    daemon = Daemon(config, on_event)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

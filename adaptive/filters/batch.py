@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 from adaptive.filters.engine import Engine
 from adaptive.filters.prefix import YearGuess
@@ -28,23 +29,30 @@ MIN_PART = 16 << 20     # below this a part is not worth a process
 _job: tuple[Path, list[Filter], float, int] | None = None   # set before the fork, read by workers
 
 
+def chunks(stream: BinaryIO, size: int = CHUNK, limit: int | None = None) -> Iterator[bytes]:
+    """Chunks of complete lines from a stream (at most `limit` bytes of it); a last line without its
+    newline is completed."""
+    rest, left = b"", limit
+    while left is None or left > 0:
+        block = stream.read(size if left is None else min(size, left))
+        if not block:
+            break
+        if left is not None:
+            left -= len(block)
+        block = rest + block
+        cut = block.rfind(b"\n") + 1
+        rest = block[cut:]
+        if cut:
+            yield block[:cut]
+    if rest:
+        yield rest + b"\n"
+
+
 def read_range(path: Path, start: int, end: int, size: int = CHUNK) -> Iterator[bytes]:
-    """Chunks of complete lines between two offsets (a last line without its newline is completed)."""
+    """Chunks of complete lines between two offsets of a file."""
     with open(path, "rb") as f:
         f.seek(start)
-        rest, left = b"", end - start
-        while left > 0:
-            block = f.read(min(size, left))
-            if not block:
-                break
-            left -= len(block)
-            block = rest + block
-            cut = block.rfind(b"\n") + 1
-            rest = block[cut:]
-            if cut:
-                yield block[:cut]
-        if rest:
-            yield rest + b"\n"
+        yield from chunks(f, size, end - start)
 
 
 def cuts(path: Path, parts: int) -> list[tuple[int, int]]:
