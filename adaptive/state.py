@@ -1,18 +1,21 @@
 """State: what the daemon remembers across restarts, in one SQLite database.
 
-For now the position of each source in its log; later issues append migrations for bans and ban
-history. The daemon is the one writer; readers (the CLI) may open it alongside, which is what WAL mode
-is for. A database that is not one, or fails its check, is moved aside and replaced by a fresh one:
+The position of each source in its log, the bans (one row per address or prefix, live or lapsed) and
+the history of every ban, which is what a repeat offender's longer ban is counted from. The daemon is
+the one writer; readers (the CLI) may open it alongside, which is what WAL mode is for. A database that is not one, or fails its check, is moved aside and replaced by a fresh one:
 forgetting positions and bans is better than not starting, and the old file is kept for a post-mortem.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -35,9 +38,73 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                updated REAL NOT NULL
            )""",
     ),
+    (
+        # One row per address or prefix: its latest ban. "end" NULL: until unbanned. Lapsed rows stay
+        # until `remove_lapsed`; an unban deletes the row. `outcome` is "ban" or "dry_run" (recorded,
+        # never enforced): only "ban" rows are restored into the kernel.
+        """CREATE TABLE bans (
+               target TEXT PRIMARY KEY,
+               start REAL NOT NULL,
+               "end" REAL,
+               reason TEXT NOT NULL,
+               score REAL NOT NULL,
+               rules TEXT NOT NULL,
+               user TEXT,
+               count INTEGER NOT NULL,
+               origin TEXT NOT NULL,
+               outcome TEXT NOT NULL
+           )""",
+        'CREATE INDEX bans_end ON bans ("end")',
+        # Every ban ever decided, kept after its unban: a target's bans since a time are counted here.
+        """CREATE TABLE ban_history (
+               target TEXT NOT NULL,
+               time REAL NOT NULL,
+               duration REAL,
+               reason TEXT NOT NULL,
+               origin TEXT NOT NULL,
+               outcome TEXT NOT NULL
+           )""",
+        "CREATE INDEX ban_history_target_time ON ban_history (target, time)",
+        "CREATE INDEX ban_history_time ON ban_history (time)",
+    ),
 )
 
 _CORRUPT = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+@dataclass(frozen=True, slots=True)
+class BanRecord:
+    """A ban as the state keeps it: `target` an address or prefix, `end` None for until unbanned.
+
+    `count` is the target's number of bans within the look-back period, this one included; `rules`
+    maps "filter/rule" to the events of that rule that led to it; `outcome` is "ban" or "dry_run".
+    """
+
+    target: str
+    start: float
+    end: float | None
+    reason: str
+    score: float
+    rules: dict[str, int]
+    user: str | None
+    count: int
+    origin: str
+    outcome: str = "ban"
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.end is None else self.end - self.start
+
+    def live(self, at: float) -> bool:
+        return self.end is None or self.end > at
+
+
+_BAN_COLUMNS = 'target, start, "end", reason, score, rules, user, count, origin, outcome'
+
+
+def _ban_record(row: tuple) -> BanRecord:
+    target, start, end, reason, score, rules, user, count, origin, outcome = row
+    return BanRecord(target, start, end, reason, score, json.loads(rules), user, count, origin, outcome)
 
 
 class StateError(Exception):
@@ -49,10 +116,12 @@ class _Corrupt(Exception):
 
 
 class State:
-    """The daemon's SQLite state; implements `PositionStore` for the sources.
+    """The daemon's SQLite state: positions (it implements `PositionStore` for the sources) and bans.
 
     >>> with State("/var/lib/adaptive/state.db") as state:
-    ...     state.save_position("mail", chunk.position)
+    ...     with state.transaction():
+    ...         state.save_position("mail", chunk.position)
+    ...         state.record_bans(records)
 
     One writer per file: the daemon. `":memory:"` gives a throwaway database for tests. `clock` stamps
     the rows and names a corrupt file moved aside.
@@ -81,6 +150,85 @@ class State:
             "fingerprint = excluded.fingerprint, updated = excluded.updated",
             (source, position.device, position.inode, position.offset, position.fingerprint,
              self.clock()))
+
+    # --- bans ---
+
+    def record_bans(self, records: Iterable[BanRecord]) -> int:
+        """Record bans, in one transaction: each replaces its target's row and joins the history.
+
+        Return how many. Cheap per call (two statements, `executemany`), so a decision can be
+        recorded as it is made, and 100,000 at once (adopting the kernel's bans) take well under a second.
+        """
+        rows = [(r.target, r.start, r.end, r.reason, r.score, json.dumps(r.rules, separators=(",", ":")),
+                 r.user, r.count, r.origin, r.outcome) for r in records]
+        if not rows:
+            return 0
+        with self.transaction():
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO bans ({_BAN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self._db.executemany(
+                "INSERT INTO ban_history (target, time, duration, reason, origin, outcome) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(r[0], r[1], None if r[2] is None else r[2] - r[1], r[3], r[8], r[9]) for r in rows])
+        return len(rows)
+
+    def record_ban(self, record: BanRecord) -> None:
+        self.record_bans((record,))
+
+    def ban(self, target: str) -> BanRecord | None:
+        """The target's latest ban, live or lapsed; None if it has none (or was unbanned)."""
+        row = self._db.execute(f"SELECT {_BAN_COLUMNS} FROM bans WHERE target = ?", (target,)).fetchone()
+        return None if row is None else _ban_record(row)
+
+    def live_bans(self, at: float, outcome: str | None = "ban") -> list[BanRecord]:
+        """The bans not yet ended at `at`, by start: those to restore into the kernel by default,
+        the dry-run ones with `outcome="dry_run"`, all with `outcome=None`."""
+        sql = f'SELECT {_BAN_COLUMNS} FROM bans WHERE ("end" IS NULL OR "end" > ?)'
+        args: tuple = (at,)
+        if outcome is not None:
+            sql += " AND outcome = ?"
+            args += (outcome,)
+        return [_ban_record(row) for row in self._db.execute(sql + " ORDER BY start, target", args)]
+
+    def bans(self) -> list[BanRecord]:
+        """Every ban row, live or lapsed, by start."""
+        return [_ban_record(row) for row in
+                self._db.execute(f"SELECT {_BAN_COLUMNS} FROM bans ORDER BY start, target")]
+
+    def ban_count(self, target: str, since: float) -> int:
+        """How many bans the target got at or after `since` (unbanned ones too), dry-run included."""
+        return self._db.execute("SELECT count(*) FROM ban_history WHERE target = ? AND time >= ?",
+                                (target, since)).fetchone()[0]
+
+    def remove_ban(self, target: str) -> bool:
+        """Unban: forget the target's ban (its history stays). False if it had none."""
+        return self._db.execute("DELETE FROM bans WHERE target = ?", (target,)).rowcount > 0
+
+    def remove_lapsed(self, at: float, history_before: float | None = None) -> int:
+        """Drop the ban rows that ended by `at`, and the history older than `history_before` (kept
+        whole if None: it must reach back as far as the longest look-back). Return the rows dropped."""
+        with self.transaction():
+            n = self._db.execute('DELETE FROM bans WHERE "end" IS NOT NULL AND "end" <= ?', (at,)).rowcount
+            if history_before is not None:
+                n += self._db.execute("DELETE FROM ban_history WHERE time < ?", (history_before,)).rowcount
+        return n
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all (positions and bans, say).
+
+        Nested use joins the outer transaction: only the outermost commits.
+        """
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # --- lifecycle ---
 

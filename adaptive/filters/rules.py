@@ -12,6 +12,10 @@ A filter file holds, in this order of reading:
   `services`, and `remember`/`recall` to join two lines of one message by its queue id.
   Rules and ignores may name their own `keywords` (added to the filter's): such a rule is tried only on
   lines where one of them was found, which keeps the number of patterns tried per line small.
+  `tally` marks a rule whose lines log an authentication attempt that another line may log too, so
+  that scoring counts each attempt once: "auth" (the authentication service's line for one attempt),
+  "summary" (a connection's summary of its `count` attempts), "sasl" (a SASL client's line for one
+  attempt, which the authentication service may log as well); see `adaptive.scoring.score`.
 - `[[sample]]`: `line` with the `rule`, `ip` and `user` it must give, or `match = false` (and optionally
   the `ignore` id that must catch it); `before` lists lines fed first (for a `recall` rule).
 
@@ -50,6 +54,7 @@ class Rule:
     remember: bool = False
     recall: bool = False
     keywords: tuple[str, ...] = ()    # empty: tried whatever keyword found the line
+    tally: str | None = None          # "auth", "summary" or "sasl": see `TALLIES`
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +89,9 @@ class Filter:
 
 
 _FILTER_KEYS = {"family", "services", "keywords", "description"}
-_RULE_KEYS = {"id", "kind", "weight", "pattern", "services", "remember", "recall", "keywords"}
+_RULE_KEYS = {"id", "kind", "weight", "pattern", "services", "remember", "recall", "keywords", "tally"}
+# Marks for the lines of one authentication attempt logged twice; scoring counts the attempt once.
+TALLIES = ("auth", "summary", "sasl")
 _IGNORE_KEYS = {"id", "pattern", "services", "keywords"}
 _SAMPLE_KEYS = {"line", "rule", "ip", "user", "match", "ignore", "before"}
 _TOP_KEYS = {"filter", "rule", "ignore", "sample"}
@@ -167,6 +174,12 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
             p.add(f"{where}.weight", f"{weight!r} is not a number ≥ 0")
             weight = None
         remember, recall = bool(raw.get("remember", False)), bool(raw.get("recall", False))
+        tally = raw.get("tally")
+        if tally is not None and tally not in TALLIES:
+            p.add(f"{where}.tally", f"{tally!r} is not one of {', '.join(TALLIES)}")
+            tally = None
+        if tally is not None and kinds is not None and kinds != (Kind.AUTH_FAILURE,):
+            p.add(f"{where}.tally", "only an auth_failure rule counts attempts")
         pattern = _pattern(raw.get("pattern"), p, where)
         svc = frozenset(_strings(raw.get("services", []), p, f"{where}.services")) or frozenset(services)
         own = tuple(_strings(raw.get("keywords", []), p, f"{where}.keywords"))
@@ -182,9 +195,11 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
                 p.add(f"{where}.pattern", "remember/recall need a named group (?P<queue>...)")
             if not kinds and not remember:
                 p.add(f"{where}.kind", "missing (only a rule that remembers may have no kind)")
+            if tally == "summary" and "count" not in groups:
+                p.add(f"{where}.pattern", "a summary (tally = \"summary\") needs a named group (?P<count>...)")
         if ident and kinds is not None and pattern is not None:
             rules.append(Rule(ident, kinds, None if weight is None else float(weight), pattern,
-                              svc, remember, recall, own))
+                              svc, remember, recall, own, tally))
 
     if not keywords:
         p.add("filter.keywords", "at least one keyword is needed: they are the prefilter")

@@ -1,0 +1,357 @@
+"""Decisions: what an offence leads to. A ban of its target, as long as the target's record says, or a
+ban that is recorded but not enforced (dry run), or none at all because the target is protected.
+
+A `Decision` carries everything that led to it: the reason, the score, the rules and their event
+counts, and `n`, the target's ban count within the look-back period, which sets the length
+(`base × multiplier^(n−1)`, capped; see `BanProfile`). Counts come from the state's ban history, so a
+restart forgets no repeat offender.
+
+Never banned, whatever the score: the allowlist, loopback and the host's own addresses, and no prefix
+that holds any of them. When enough sources in one prefix are banned within a window, the prefix itself
+is banned (reason "subnet"). Time is the offence's own, the log's, so a replay decides as the live run
+did; the clock is read only for a manual ban.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from adaptive.config import BanProfile, Config
+from adaptive.state import BanRecord, State
+
+if TYPE_CHECKING:
+    from adaptive.scoring.offence import Offence
+
+log = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+LOOPBACK: tuple[Network, ...] = (ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv6Network("::1/128"))
+SUBNET = "subnet"
+MANUAL = "manual"
+_BY_PROFILE = -1     # a decision's length from its reason's profile and the target's record
+
+
+class Outcome(StrEnum):
+    BAN = "ban"                  # to enforce in the kernel
+    SUPPRESSED = "suppressed"    # the target is protected: nothing recorded, nothing enforced
+    DRY_RUN = "dry_run"          # recorded as a ban, not enforced
+
+
+class Origin(StrEnum):
+    AUTOMATIC = "automatic"      # from an offence
+    MANUAL = "manual"            # `adaptive ban`
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One decision about one target: ban it from `time` for `duration` seconds (None: until unbanned).
+
+    `target` is an address ("203.0.113.7") or a prefix ("2001:db8:1:2::/64", "198.51.100.0/24"). `n`
+    counts the target's bans within the look-back, this one included. `protected` says, for a suppressed
+    decision, what protects the target ("loopback", "allowlist 192.0.2.0/24", "own address 192.0.2.25").
+    """
+
+    time: float
+    target: str
+    duration: int | None
+    reason: str
+    score: float
+    rules: dict[str, int]
+    user: str | None
+    outcome: Outcome
+    n: int
+    origin: Origin = Origin.AUTOMATIC
+    protected: str | None = None
+
+    @property
+    def end(self) -> float | None:
+        return None if self.duration is None else self.time + self.duration
+
+    def __str__(self) -> str:
+        what = {Outcome.BAN: "ban", Outcome.DRY_RUN: "ban (dry run)",
+                Outcome.SUPPRESSED: "suppressed ban of"}[self.outcome]
+        text = (f"{what} {self.target} for {format_duration(self.duration)}: {self.reason}, "
+                f"score {self.score:.3g}, ban {self.n}")
+        if self.rules:
+            text += ", " + " ".join(f"{rule}={n}" for rule, n in
+                                    sorted(self.rules.items(), key=lambda kv: (-kv[1], kv[0])))
+        if self.user:
+            text += f", user {self.user!r}"
+        if self.origin is Origin.MANUAL:
+            text += ", manual"
+        if self.protected:
+            text += f" ({self.protected})"
+        return text
+
+
+class Refused(Exception):
+    """A manual ban that is not allowed; the message says why."""
+
+
+@dataclass
+class _Member:
+    time: float
+    target: str
+    score: float
+    rules: dict[str, int]
+
+
+@dataclass
+class _Covering:
+    """The recorded bans, indexed to answer "is this address or prefix inside a live ban?" quickly:
+    per (IP version, prefix length), the prefixes' first addresses as integers, with their end."""
+
+    by_length: dict[tuple[int, int], dict[int, float | None]] = field(default_factory=dict)
+    lengths: dict[int, list[int]] = field(default_factory=lambda: {4: [], 6: []})
+
+    def add(self, network: Network, end: float | None) -> None:
+        key = (network.version, network.prefixlen)
+        if key not in self.by_length:
+            self.by_length[key] = {}
+            self.lengths[network.version] = sorted({*self.lengths[network.version], network.prefixlen})
+        self.by_length[key][int(network.network_address)] = end
+
+    def remove(self, network: Network) -> None:
+        self.by_length.get((network.version, network.prefixlen), {}).pop(int(network.network_address), None)
+
+    def covers(self, network: Network, at: float) -> bool:
+        address, bits = int(network.network_address), network.max_prefixlen
+        for length in self.lengths[network.version]:
+            if length > network.prefixlen:
+                break
+            masked = address >> (bits - length) << (bits - length)
+            ends = self.by_length[(network.version, length)]
+            if masked in ends:
+                end = ends[masked]
+                if end is None or end > at:
+                    return True
+        return False
+
+
+class Decider:
+    """Turns offences into decisions and records the bans in the state.
+
+    >>> decider = Decider(config, state, own_addresses=host_addresses())
+    >>> for decision in decider.decide(offence):
+    ...     if decision.outcome == "ban": backend.ban(...)
+
+    The caller enforces the "ban" outcomes; the decider never touches the kernel. An offence whose
+    target is inside a live ban (the kernel drops its packets, so only lines already in flight or a
+    dry run bring one) decides nothing. Not thread-safe: one decider per state, in the daemon's loop.
+    """
+
+    def __init__(self, config: Config, state: State, own_addresses: Iterable[Address | Network | str] = (),
+                 clock: Callable[[], float] = time.time):
+        self.settings = config.decisions
+        self.state = state
+        self.clock = clock
+        self.allowlist: tuple[Network, ...] = tuple(config.allowlist.addresses)
+        self.own: tuple[Network, ...] = tuple(dict.fromkeys(
+            [*(parse_target(a) for a in own_addresses), *self.settings.own_addresses]))
+        # Decisions made, by outcome, plus "covered": offences inside a live ban, not decided again.
+        self.counts: Counter[str] = Counter()
+        self._profiles: dict[str, BanProfile] = {}
+        self._recent: dict[Network, deque[_Member]] = {}   # bans per prefix, for subnet escalation
+        self._covering = _Covering()
+        for record in state.bans():
+            # Dry-run bans cover only in a dry run: once enforcing, their targets must get real bans.
+            if record.outcome == Outcome.BAN or self.settings.dry_run:
+                self._covering.add(parse_target(record.target), record.end)
+
+    def decide(self, offence: Offence) -> list[Decision]:
+        """The decisions an offence leads to: a ban (or a suppressed or dry-run one), and maybe a
+        ban of the prefix around it; none if its target is already banned. Records them in the state."""
+        network = parse_target(offence.target)
+        first = self._decide(offence.time, network, offence.reason, offence.score, dict(offence.rules),
+                             offence.user, Origin.AUTOMATIC)
+        if first is None:
+            return []
+        decisions = [first]
+        if first.outcome is not Outcome.SUPPRESSED:
+            escalation = self._escalate(first, network)
+            if escalation is not None:
+                decisions.append(escalation)
+        self._record(decisions)
+        return decisions
+
+    def manual(self, target: str, duration: int | None, reason: str = MANUAL, force: bool = False) -> Decision:
+        """Ban `target` now for `duration` seconds (None: until unbanned), dry run or not.
+
+        Refused for loopback and the host's own addresses, always, and for the allowlist unless
+        `force`; ValueError for a target that is no address or prefix.
+        """
+        network = parse_target(target)
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)
+                                     or duration < 1):
+            raise ValueError(f"{duration!r} is not a number of seconds of at least 1")
+        protected = self._protection(network)
+        if protected is not None:
+            what, text = protected
+            if what != "allowlist":
+                raise Refused(f"{_text(network)} is never banned: {text}")
+            if not force:
+                raise Refused(f"{_text(network)} is allowlisted ({text}); force to ban it anyway")
+        decision = self._decide(self.clock(), network, reason, 0.0, {}, None, Origin.MANUAL, duration)
+        assert decision is not None
+        self._record([decision])
+        return decision
+
+    def unban(self, target: str) -> bool:
+        """Forget the target's ban (its history stays, to count later bans); False if it had none."""
+        network = parse_target(target)
+        self._covering.remove(network)
+        return self.state.remove_ban(_text(network))
+
+    def profile(self, reason: str) -> BanProfile:
+        profile = self._profiles.get(reason)
+        if profile is None:
+            profile = self._profiles[reason] = self.settings.profile(reason)
+        return profile
+
+    # --- the steps ---
+
+    def _decide(self, at: float, network: Network, reason: str, score: float, rules: dict[str, int],
+                user: str | None, origin: Origin, duration: int | None = _BY_PROFILE) -> Decision | None:
+        """A decision about `network`; None for an automatic one inside a live ban."""
+        target = _text(network)
+        protected = self._protection(network) if origin is Origin.AUTOMATIC else None
+        if protected is None and origin is Origin.AUTOMATIC and self._covering.covers(network, at):
+            self.counts["covered"] += 1
+            return None
+        profile = self.profile(reason)
+        n = 1 + (self.state.ban_count(target, at - profile.lookback) if profile.lookback else 0)
+        if duration == _BY_PROFILE:
+            duration = profile.duration(n)
+        if protected is not None:
+            outcome = Outcome.SUPPRESSED
+        elif self.settings.dry_run and origin is Origin.AUTOMATIC:
+            outcome = Outcome.DRY_RUN
+        else:
+            outcome = Outcome.BAN
+        return Decision(at, target, duration, reason, score, rules, user, outcome, n, origin,
+                        None if protected is None else protected[1])
+
+    def _escalate(self, ban: Decision, network: Network) -> Decision | None:
+        """The ban of the prefix around `network`, once enough sources in it were banned lately."""
+        s = self.settings
+        length = s.subnet_ipv4_prefix if network.version == 4 else s.subnet_ipv6_prefix
+        if not s.subnet_sources or ban.origin is not Origin.AUTOMATIC or network.prefixlen <= length:
+            return None
+        prefix = network.supernet(new_prefix=length)
+        recent = self._recent.setdefault(prefix, deque())
+        recent.append(_Member(ban.time, ban.target, ban.score, ban.rules))
+        while recent[0].time < ban.time - s.subnet_window:
+            recent.popleft()
+        if len({m.target for m in recent}) < s.subnet_sources:
+            if len(self._recent) > 4096:
+                self._forget_old(ban.time - s.subnet_window)
+            return None
+        del self._recent[prefix]
+        rules: Counter[str] = Counter()
+        for m in recent:
+            rules.update(m.rules)
+        return self._decide(ban.time, prefix, SUBNET, sum(m.score for m in recent), dict(rules), None,
+                            Origin.AUTOMATIC)
+
+    def _forget_old(self, before: float) -> None:
+        for prefix in [p for p, members in self._recent.items() if members[-1].time < before]:
+            del self._recent[prefix]
+
+    def _record(self, decisions: list[Decision]) -> None:
+        records = []
+        for d in decisions:
+            self.counts[d.outcome.value] += 1
+            log.info("%s", d)
+            if d.outcome is not Outcome.SUPPRESSED:
+                records.append(BanRecord(d.target, d.time, d.end, d.reason, d.score, d.rules, d.user,
+                                         d.n, d.origin.value, d.outcome.value))
+                self._covering.add(parse_target(d.target), d.end)
+        self.state.record_bans(records)
+
+    def _protection(self, network: Network) -> tuple[str, str] | None:
+        """What keeps `network` from being banned, if anything: ("loopback" | "own" | "allowlist",
+        a description). A prefix is protected if it overlaps a protected address or prefix."""
+        for kind, nets in (("loopback", LOOPBACK), ("own", self.own), ("allowlist", self.allowlist)):
+            for net in nets:
+                if net.version == network.version and net.overlaps(network):
+                    if kind == "loopback":
+                        return kind, "loopback"
+                    label = "own address" if kind == "own" else "allowlist"
+                    return kind, f"{label} {_text(net)}"
+        return None
+
+
+def parse_target(value: str | Address | Network) -> Network:
+    """An address or prefix as a network, host bits cleared, IPv4-mapped IPv6 made IPv4; ValueError
+    for anything else."""
+    try:
+        if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            network = value
+        else:
+            network = ipaddress.ip_network(value, strict=False)
+    except (ValueError, TypeError):
+        raise ValueError(f"{value!r} is not an IP address or prefix") from None
+    if network.version == 6 and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            network = ipaddress.IPv4Network((mapped, network.prefixlen - 96), strict=False)
+    return network
+
+
+def _text(network: Network) -> str:
+    """An address as itself, a prefix as "address/length": the form of `Decision.target`."""
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
+
+
+def host_addresses(fib_trie: str = "/proc/net/fib_trie", if_inet6: str = "/proc/net/if_inet6") -> tuple[Address, ...]:
+    """The addresses of this host's interfaces (in its network namespace), read from /proc.
+
+    IPv4 from the kernel's routing trie (the "/32 host LOCAL" entries: every address, secondary ones
+    too), IPv6 from the interface list. A file that cannot be read gives none, with a warning.
+    """
+    found: dict[Address, None] = {}
+    try:
+        with open(fib_trie, encoding="ascii") as f:
+            last = None
+            for line in f:
+                text = line.strip()
+                if text.startswith("|-- "):
+                    last = text[4:]
+                elif last is not None and text.startswith("/32 host LOCAL"):
+                    found[ipaddress.IPv4Address(last)] = None
+    except (OSError, ValueError) as e:
+        log.warning("%s: cannot read the host's IPv4 addresses: %s", fib_trie, e)
+    try:
+        with open(if_inet6, encoding="ascii") as f:
+            for line in f:
+                fields = line.split()
+                if fields:
+                    found[ipaddress.IPv6Address(int(fields[0], 16))] = None
+    except FileNotFoundError:
+        pass       # no IPv6 in this kernel
+    except (OSError, ValueError) as e:
+        log.warning("%s: cannot read the host's IPv6 addresses: %s", if_inet6, e)
+    return tuple(found)
+
+
+def format_duration(seconds: float | None) -> str:
+    """`90` → "1m30s", `86400` → "1d", None → "forever" (until unbanned)."""
+    if seconds is None:
+        return "forever"
+    left, parts = round(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return "".join(parts[:2])
