@@ -12,7 +12,9 @@ A later stage adds its section by adding a dataclass here and a field to `Config
 from __future__ import annotations
 
 import dataclasses
+import grp
 import ipaddress
+import math
 import pwd
 import re
 import tomllib
@@ -217,9 +219,23 @@ class StateConfig:
     path: Path = _checked(Path("/var/lib/adaptive/state.db"), _path)
 
 
+def _group(value: str) -> int | None:
+    """A group name (or numeric gid) resolved to its gid now, so an unknown group fails at load."""
+    if value == "":
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise ValueError(f"no such group {value!r}") from None
+
+
 @dataclass(frozen=True)
 class ControlConfig:
     socket: Path = _checked(Path("/run/adaptive/control.sock"), _path)
+    # A group whose members may use the socket too (mode 0660, root:group); None: root only.
+    group: int | None = _checked(None, _group)
 
 
 @dataclass(frozen=True)
@@ -271,6 +287,185 @@ class AllowlistConfig:
     addresses: tuple = _checked((), _networks)
 
 
+# --- decisions: how long a ban lasts ---
+
+# Every reason an offence or a decision gives; `[decisions] reasons` overrides ban lengths per reason.
+REASONS = ("score", "slow", "spam_burst", "harvest", "dictionary", "account", "subnet", "manual")
+
+
+def _multiplier(value: float) -> float:
+    if not 1 <= value < float("inf"):
+        raise ValueError("expected a number of at least 1")
+    return float(value)
+
+
+def _sources(value: int) -> int:
+    if value < 0 or value == 1:
+        raise ValueError("expected 0 (never) or at least 2")
+    return value
+
+
+def _prefix_length(bits: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if not 0 < value < bits:
+            raise ValueError(f"expected a prefix length from 1 to {bits - 1}")
+        return value
+    return check
+
+
+# The keys a reason may override, and their checks: those of the same keys in [decisions].
+_BAN_KEYS: dict[str, Callable[[Any], Any]] = {
+    "ban_base": _positive, "ban_multiplier": _multiplier, "ban_max": _positive, "lookback": _non_negative,
+}
+
+
+def _reasons(value: dict) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """`{ slow = { ban_base = 86400 } }` as sorted pairs (reason, ((key, value), ...)), so it compares."""
+    reasons = []
+    for reason, keys in value.items():
+        if reason not in REASONS:
+            raise ValueError(f"{reason!r} is not a reason (expected one of {', '.join(REASONS)})")
+        if not isinstance(keys, dict):
+            raise ValueError(f"{reason} = {_show(keys)}: expected a table of {', '.join(_BAN_KEYS)}")
+        checked = []
+        for key, raw in keys.items():
+            check = _BAN_KEYS.get(key)
+            if check is None:
+                raise ValueError(f"{reason}.{key} is not a key here (expected {', '.join(_BAN_KEYS)})")
+            expected = _toml_type(check, None)
+            if expected is not None and not _is_type(raw, expected):
+                raise ValueError(f"{reason}.{key} = {_show(raw)}: expected {_type_name(expected)}")
+            try:
+                checked.append((key, check(raw)))
+            except ValueError as e:
+                raise ValueError(f"{reason}.{key} = {_show(raw)}: {e}") from None
+        reasons.append((reason, tuple(sorted(checked))))
+    return tuple(sorted(reasons))
+
+
+@dataclass(frozen=True)
+class BanProfile:
+    """How long a ban lasts: `base` × `multiplier`^(n−1) seconds, at most `max`, where n counts the
+    target's bans within the last `lookback` seconds, this one included."""
+    base: int
+    multiplier: float
+    max: int
+    lookback: int
+
+    def duration(self, n: int) -> int:
+        try:
+            length = self.base * self.multiplier ** (n - 1)
+        except OverflowError:
+            return self.max
+        return min(self.max, math.ceil(length))
+
+
+@dataclass(frozen=True)
+class DecisionsConfig:
+    """`[decisions]`: what an offence leads to: the length of its ban, prefix bans, dry run."""
+    dry_run: bool = _checked(False, _flag)
+    ban_base: int = _checked(3600, _positive)
+    ban_multiplier: float = _checked(4.0, _multiplier)
+    ban_max: int = _checked(604800, _positive)
+    lookback: int = _checked(2592000, _non_negative)
+    reasons: tuple = _checked((("slow", (("ban_base", 86400),)),), _reasons)
+    subnet_sources: int = _checked(5, _sources)
+    subnet_window: int = _checked(3600, _positive)
+    subnet_ipv4_prefix: int = _checked(24, _prefix_length(32))
+    subnet_ipv6_prefix: int = _checked(48, _prefix_length(64))
+    own_addresses: tuple = _checked((), _networks)
+
+    def profile(self, reason: str) -> BanProfile:
+        """The ban lengths for `reason`: this section's keys, with the reason's own overrides."""
+        own = dict(dict(self.reasons).get(reason, ()))
+        return BanProfile(own.get("ban_base", self.ban_base), own.get("ban_multiplier", self.ban_multiplier),
+                          own.get("ban_max", self.ban_max), own.get("lookback", self.lookback))
+
+
+# --- scoring: how events add up to offences ---
+
+# The kinds that score, with their default weights, in `Kind` order. auth_success forgives (`forgive`)
+# and message_accepted paces (the burst limits): neither has a weight.
+DEFAULT_WEIGHTS: tuple[tuple[str, float], ...] = (
+    ("auth_failure", 1.0), ("unknown_user", 1.0), ("relay_denied", 2.0), ("rbl_listed", 2.0),
+    ("helo_rejected", 0.5), ("sender_rejected", 0.5), ("client_rejected", 0.5), ("message_rejected", 1.0),
+    ("protocol_abuse", 1.0), ("lost_connection", 0.3), ("no_auth_disconnect", 0.2),
+)
+_WEIGHED = tuple(kind for kind, _ in DEFAULT_WEIGHTS)
+
+
+def _seconds(value: float) -> float:
+    if not 0 < value < math.inf:
+        raise ValueError("expected a number of seconds above 0")
+    return float(value)
+
+
+def _above_zero(value: float) -> float:
+    if not 0 < value < math.inf:
+        raise ValueError("expected a number above 0")
+    return float(value)
+
+
+def _amount(value: float) -> float:
+    if not 0 <= value < math.inf:
+        raise ValueError("expected a number of at least 0")
+    return float(value)
+
+
+def _source_prefix(value: int) -> int:
+    if not 0 < value <= 128:
+        raise ValueError("expected an IPv6 prefix length from 1 to 128")
+    return value
+
+
+def _weights(value: dict) -> tuple[tuple[str, float], ...]:
+    """`{ auth_failure = 1, ... }` as (kind, weight) pairs in kind order; kinds left out keep their default."""
+    weights = dict(DEFAULT_WEIGHTS)
+    for kind, weight in value.items():
+        if kind not in weights:
+            raise ValueError(f"{kind!r} is not a kind that scores (expected one of {', '.join(_WEIGHED)})")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+            raise ValueError(f"{kind} = {_show(weight)}: expected a number of at least 0")
+        weights[kind] = float(weight)
+    return tuple(weights.items())
+
+
+def _kinds(value: list) -> tuple[str, ...]:
+    kinds: list[str] = []
+    for item in value:
+        if item not in _WEIGHED:
+            raise ValueError(f"{_show(item)} is not a kind that scores (expected one of {', '.join(_WEIGHED)})")
+        if item not in kinds:
+            kinds.append(item)
+    return tuple(kinds)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """`[scoring]`: how events add up to offences: decaying scores per source, a slow score, bursts."""
+    threshold: float = _checked(4.5, _above_zero)
+    half_life: float = _checked(3600.0, _seconds)
+    weights: tuple = _checked(DEFAULT_WEIGHTS, _weights)
+    ipv6_prefix: int = _checked(64, _source_prefix)
+    slow_threshold: float = _checked(7.0, _above_zero)
+    slow_half_life: float = _checked(172800.0, _seconds)
+    slow_kinds: tuple = _checked(("auth_failure",), _kinds)
+    forgive: float = _checked(1.0, _amount)
+    forgive_kinds: tuple = _checked(("auth_failure",), _kinds)
+    pair_window: float = _checked(10.0, _seconds)
+    spam_window: float = _checked(600.0, _seconds)
+    spam_limit: int = _checked(200, _positive)
+    harvest_window: float = _checked(600.0, _seconds)
+    harvest_limit: int = _checked(20, _positive)
+    dictionary_window: float = _checked(3600.0, _seconds)
+    dictionary_limit: int = _checked(6, _positive)
+    account_window: float = _checked(3600.0, _seconds)
+    account_messages: int = _checked(100, _positive)
+    account_recipients: int = _checked(300, _positive)
+    max_sources: int = _checked(250_000, _positive)
+    burst_events: int = _checked(100_000, _positive)
+
+
 @dataclass(frozen=True)
 class Config:
     sources: dict[str, SourceConfig] = field(default_factory=dict)
@@ -283,6 +478,8 @@ class Config:
     whole_host: WholeHostConfig = field(default_factory=WholeHostConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     allowlist: AllowlistConfig = field(default_factory=AllowlistConfig)
+    decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
     # The files read, in order, for messages and `adaptive status`.
     files: tuple[Path, ...] = ()
 

@@ -16,7 +16,8 @@ from adaptive import config as config_module
 from adaptive.filters.rules import FilterError
 
 # Subcommand modules under adaptive.control, in the order `adaptive --help` lists them.
-COMMANDS = ["run", "check", "check_config", "ruleset"]
+COMMANDS = ["run", "check", "replay", "check_config", "ruleset",
+            "ban", "unban", "list_", "status", "explain", "reload"]
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,96 @@
+"""`adaptive ban`: ban addresses and prefixes now, typed or read from a file (a blocklist import).
+
+Each target is checked here first: a target typed on the command line that is not an address or prefix
+stops the command (exit 2, nothing sent); a bad line of a file is reported with its line number and the
+good lines are still banned. Every target goes to the daemon in one request. The daemon refuses
+loopback always, and an allowlisted target unless `--force`.
+
+Exit 0 when every target was banned; 1 when any was refused or any line was bad (the others are
+banned), or the daemon cannot be reached; 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from adaptive.control.client import add_client_options
+    p = sub.add_parser("ban", help="ban addresses or prefixes now",
+                       description="Ban addresses or prefixes now, typed or read from a file.")
+    p.add_argument("targets", nargs="*", metavar="ADDR|PREFIX", help="an address (192.0.2.7, 2001:db8::7) "
+                   "or prefix (203.0.113.0/24, 2001:db8:1::/64)")
+    p.add_argument("--for", dest="duration", type=_duration, metavar="DURATION",
+                   help="how long: 90s, 10m, 4h, 7d, 1w, 1h30m or plain seconds (default: the daemon's "
+                        "ban length)")
+    p.add_argument("--reason", metavar="TEXT", help="why, shown by list and explain (default: manual)")
+    p.add_argument("--from-file", metavar="FILE", help="also ban every address or prefix in FILE, one a line "
+                   "('-' for standard input; blank lines and # comments skipped)")
+    p.add_argument("--force", action="store_true", help="ban an allowlisted target too (loopback never)")
+    add_client_options(p)
+    p.set_defaults(run=run)
+
+
+def _duration(text: str) -> float:
+    from adaptive.control.durations import parse_duration
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from adaptive.control.client import call
+    from adaptive.control.durations import format_duration
+    from adaptive.control.targets import canonical, read_lines
+
+    if not args.targets and args.from_file is None:
+        print("adaptive ban: give addresses or prefixes, or --from-file FILE", file=sys.stderr)
+        return 2
+    targets: list[str] = []
+    typos = []
+    for text in args.targets:
+        try:
+            targets.append(canonical(text))
+        except ValueError:
+            typos.append(text)
+    if typos:
+        for text in typos:
+            print(f"adaptive ban: {text!r} is not an IP address or prefix; nothing banned", file=sys.stderr)
+        return 2
+
+    bad = 0
+    if args.from_file is not None:
+        name = "<stdin>" if args.from_file == "-" else args.from_file
+        try:
+            with (sys.stdin if args.from_file == "-" else open(args.from_file, encoding="utf-8",
+                                                               errors="replace")) as f:
+                for number, target, problem in read_lines(f):
+                    if target is None:
+                        print(f"adaptive: {name}:{number}: {problem}", file=sys.stderr)
+                        bad += 1
+                    else:
+                        targets.append(target)
+        except OSError as e:
+            print(f"adaptive: {name}: cannot read: {e.strerror}", file=sys.stderr)
+            return 1
+
+    if targets:
+        status, result = call(args, "ban", targets=targets, duration=args.duration, reason=args.reason,
+                              force=args.force)
+        if status:
+            return status
+    else:
+        result = {"banned": [], "refused": []}
+    banned, refused = result.get("banned", []), result.get("refused", [])
+    for item in refused:
+        print(f"adaptive: not banned {item.get('target')}: {item.get('reason')}", file=sys.stderr)
+    if args.from_file is not None:
+        print(f"{len(banned)} banned, {len(refused)} refused, {bad} bad line{'s' if bad != 1 else ''}")
+    else:
+        duration = result.get("duration", args.duration)
+        span = f" for {format_duration(duration)}" if duration is not None else ""
+        for target in banned:
+            print(f"banned {target}{span}")
+    return 1 if refused or bad else 0

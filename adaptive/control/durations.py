@@ -1,0 +1,54 @@
+"""Durations as an admin types them (`90s`, `10m`, `4h`, `7d`, `1w`, `1h30m`, plain seconds) and shows them.
+
+>>> parse_duration("4h"), parse_duration("1h30m"), parse_duration("90")
+(14400.0, 5400.0, 90.0)
+>>> format_duration(93784)
+'1d2h'
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_PART = re.compile(rf"({_NUMBER})([smhdw])")
+_WHOLE = re.compile(rf"{_NUMBER}|(?:{_NUMBER}[smhdw])+")
+# Ten years: longer than any ban means, short enough that nothing downstream overflows.
+LONGEST = 10 * 365 * 86400
+_FORMS = "a number of seconds, or numbers with s, m, h, d or w (90s, 10m, 4h, 7d, 1w, 1h30m)"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `text`; raises ValueError naming the text and the forms accepted."""
+    if not _WHOLE.fullmatch(text):
+        raise ValueError(f"{text!r} is not a duration: use {_FORMS}")
+    if text[-1] not in UNITS:
+        seconds = float(text)
+    else:
+        seconds = sum(float(number) * UNITS[unit] for number, unit in _PART.findall(text))
+    if not seconds > 0:
+        raise ValueError(f"{text!r} is not a duration: it must be longer than zero")
+    if not math.isfinite(seconds) or seconds > LONGEST:
+        raise ValueError(f"{text!r} is too long a duration: at most {LONGEST // 86400}d")
+    return seconds
+
+
+def format_duration(seconds: float | None) -> str:
+    """Two units at most, rounded down (`4h`, `3h59m`, `6d23h`, `42s`); None is `forever`."""
+    if seconds is None:
+        return "forever"
+    left = max(0, int(seconds))
+    if left < 60:
+        return f"{left}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size or parts:
+            count, left = divmod(left, size)
+            parts.append(f"{count}{unit}")
+        if len(parts) == 2:
+            break
+    while len(parts) > 1 and parts[-1][0] == "0":
+        parts.pop()
+    return "".join(parts)

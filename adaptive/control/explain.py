@@ -1,0 +1,70 @@
+"""`adaptive explain`: why an address is (or is not) banned: its score, the recent events that made it,
+its past bans, and the allowlist entry that covers it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from adaptive.control.client import add_client_options
+    p = sub.add_parser("explain", help="say why an address is or is not banned",
+                       description="Say why an address is or is not banned: score, events, past bans, "
+                                   "allowlist.")
+    p.add_argument("address", metavar="ADDR", help="an address (or prefix)")
+    p.add_argument("--json", action="store_true", help="the explanation as one JSON object")
+    add_client_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from adaptive.control.client import call, print_json
+    from adaptive.control.durations import format_duration
+    from adaptive.control.targets import canonical
+
+    try:
+        address = canonical(args.address)
+    except ValueError:
+        print(f"adaptive explain: {args.address!r} is not an IP address or prefix", file=sys.stderr)
+        return 2
+    status, result = call(args, "explain", address=address)
+    if status:
+        return status
+    if args.json:
+        print_json(result)
+        return 0
+    out = sys.stdout
+    target = result.get("target", address)
+    ban = result.get("ban")
+    if ban:
+        out.write(f"{target} is banned: {ban.get('reason') or 'no reason given'}, "
+                  f"{format_duration(ban.get('left'))} left ({ban.get('origin', '?')})\n")
+    else:
+        out.write(f"{target} is not banned\n")
+    if result.get("allowlisted"):
+        out.write(f"allowlisted by {result['allowlisted']}: never banned automatically\n")
+    if "score" in result:
+        threshold = result.get("threshold")
+        out.write(f"score {result['score']:g}" + (f" (a ban at {threshold:g})" if threshold is not None else "")
+                  + "\n")
+    events = result.get("events", [])
+    out.write(f"recent events: {len(events) or 'none'}\n")
+    for e in events:
+        out.write(f"  {_when(e.get('time'))}  {e.get('kind', '?')}  {e.get('rule', '')}"
+                  + (f"  user={e['user']!r}" if e.get("user") else "")
+                  + (f"  +{e['weight']:g}" if isinstance(e.get("weight"), (int, float)) else "") + "\n")
+    history = result.get("history", [])
+    out.write(f"past bans: {len(history) or 'none'}\n")
+    for h in history:
+        length = h.get("duration")
+        out.write(f"  {_when(h.get('start'))}  {format_duration(length) if length is not None else 'forever'}"
+                  f"  {h.get('origin', '')}  {h.get('reason') or ''}\n")
+    return 0
+
+
+def _when(value: object) -> str:
+    if isinstance(value, (int, float)):
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    return str(value) if value is not None else "?"

@@ -1,0 +1,40 @@
+"""`adaptive list`: the live bans, with time left, reason, ban count and origin."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from adaptive.control.client import add_client_options
+    p = sub.add_parser("list", help="list the live bans",
+                       description="List the live bans: target, time left, reason, ban count, origin.")
+    p.add_argument("--json", action="store_true", help="one JSON object per ban, one per line")
+    add_client_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from adaptive.control.client import call
+    from adaptive.control.durations import format_duration
+
+    status, bans = call(args, "list")
+    if status:
+        return status
+    out = sys.stdout
+    if args.json:
+        for ban in bans:
+            out.write(json.dumps(ban, sort_keys=True) + "\n")
+        return 0
+    if not bans:
+        print("no bans")
+        return 0
+    rows = [("TARGET", "LEFT", "COUNT", "ORIGIN", "REASON")]
+    rows += [(str(b.get("target", "?")), format_duration(b.get("left")), str(b.get("count", "")),
+              str(b.get("origin", "")), str(b.get("reason") or "")) for b in bans]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] + "\n")
+    return 0

@@ -1,0 +1,58 @@
+"""`adaptive status`: what the daemon is doing: version, uptime, each source and how far behind it is,
+events and decisions counted, bans live in the kernel, and whether it runs dry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from adaptive.control.client import add_client_options
+    p = sub.add_parser("status", help="show what the daemon is doing",
+                       description="Show the daemon's version, uptime, sources, counts and bans.")
+    p.add_argument("--json", action="store_true", help="the status as one JSON object")
+    add_client_options(p)
+    p.set_defaults(run=run)
+
+
+# What the daemon reports, in the order shown; any other key is shown after them as it is.
+_SHOWN = ("version", "uptime", "dry_run", "sources", "events", "decisions", "bans")
+
+
+def run(args: argparse.Namespace) -> int:
+    from adaptive.control.client import call, print_json
+    from adaptive.control.durations import format_duration
+
+    status, result = call(args, "status")
+    if status:
+        return status
+    if args.json:
+        print_json(result)
+        return 0
+    out = sys.stdout
+    mode = "dry run: bans are recorded, not applied" if result.get("dry_run") else "enforcing"
+    out.write(f"adaptive {result.get('version', '?')}, up {format_duration(result.get('uptime', 0))}, {mode}\n")
+    sources = result.get("sources", [])
+    if sources:
+        out.write("sources:\n")
+        rows = [(str(s.get("name", "?")), str(s.get("path", "")), f"position {s.get('position', '?')}",
+                 f"lag {_bytes(s.get('lag'))}") for s in sources]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        for row in rows:
+            out.write("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3] + "\n")
+    out.write(f"events {result.get('events', 0)}, decisions {result.get('decisions', 0)}, "
+              f"bans in the kernel {result.get('bans', 0)}\n")
+    for key, value in result.items():
+        if key not in _SHOWN:
+            out.write(f"{key.replace('_', ' ')}: {value}\n")
+    return 0
+
+
+def _bytes(value: object) -> str:
+    if not isinstance(value, (int, float)):
+        return "?" if value is None else str(value)
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{int(value)} B"
