@@ -249,7 +249,8 @@ class NftablesConfig:
     priority: int = _checked(-10, _priority)
     action: str = _checked("drop", _one_of("drop", "reject"))
     ipv4_prefixes: tuple[int, ...] = _checked((24,), _prefix_lengths(32))
-    ipv6_prefixes: tuple[int, ...] = _checked((64,), _prefix_lengths(128))
+    ipv6_prefixes: tuple[int, ...] = _checked((48, 64), _prefix_lengths(128))
+    remove_on_exit: bool = _checked(False, _flag)
 
 
 @dataclass(frozen=True)
@@ -518,6 +519,7 @@ def _merge(into: dict, tree: dict, origin: dict[str, Path], path: Path, prefix: 
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and isinstance(into.get(key), dict):
+            origin[dotted] = path     # an error in the merged table is most likely the later file's
             _merge(into[key], value, origin, path, dotted + ".")
         else:
             into[key] = _copy(value)
@@ -578,7 +580,25 @@ def build(tree: dict, origin: dict[str, Path], files: tuple[Path, ...] = ()) -> 
                 sections[name] = built
     if problems:
         raise ConfigError(problems)
-    return Config(**sections, files=files)
+    config = Config(**sections, files=files)
+    problems = _prefixes_have_sets(config, origin)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _prefixes_have_sets(config: Config, origin: dict[str, Path]) -> list[str]:
+    """Every prefix length scoring or decisions may ban needs a ban set in the kernel."""
+    n, d = config.nftables, config.decisions
+    needs = [("scoring.ipv6_prefix", config.scoring.ipv6_prefix, 128, n.ipv6_prefixes, "nftables.ipv6_prefixes")]
+    if d.subnet_sources:
+        needs += [("decisions.subnet_ipv4_prefix", d.subnet_ipv4_prefix, 32, n.ipv4_prefixes,
+                   "nftables.ipv4_prefixes"),
+                  ("decisions.subnet_ipv6_prefix", d.subnet_ipv6_prefix, 128, n.ipv6_prefixes,
+                   "nftables.ipv6_prefixes")]
+    return [_where(origin, key, f"{key} = {value}: no ban set takes /{value}; add it to {sets} "
+                                f"(now {list(have)})")
+            for key, value, full, have, sets in needs if value != full and value not in have]
 
 
 def _section(cls: type, values: dict, origin: dict[str, Path], prefix: str, problems: list[str]) -> Any:

@@ -1,30 +1,53 @@
-"""The daemon's composition root: it builds each stage from the configuration and wires them.
+"""The daemon's composition root: it builds every stage from the configuration and wires them.
 
-For now the pipeline ends at events: sources are followed, their lines run through the filters, each
-event is handed to `on_event` (the command logs it), and each source's position is committed once its
-chunk has been dealt with, so a restart resumes exactly where the last run stopped. Scoring, decisions
-and the kernel join here as they are built; no other module knows every stage.
+    sources → filters (Engine) → scoring (Scorer) → decisions (Decider) → nftables (Backend)
+                                                          ↘ state (bans, positions)
+
+No other module knows every stage. Everything that touches the state, the scorer or the kernel runs on
+the daemon's one thread: the control socket's requests are handed to it through a queue and answered
+when it has done them, so no stage needs a lock.
+
+Exactly once: each chunk of lines is dealt with inside one state transaction that also saves the
+source's position after it, so a crash (`kill -9`) re-reads the chunk rather than losing it, and a
+chunk whose decisions were committed is never read again. Bans reach the kernel before that commit;
+one the kernel has and the store lost is adopted at the next start, one the store has and the kernel
+lost is put back.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 
-from adaptive.config import Config
+from adaptive import __version__
+from adaptive.config import Config, ConfigError, load
+from adaptive.control.socket import ControlError, ControlServer
+from adaptive.control.targets import allowlisted
+from adaptive.decisions import Decider, Decision, Outcome, Refused, host_addresses, parse_target
 from adaptive.events import Event
 from adaptive.filters.engine import Engine
 from adaptive.filters.prefix import YearGuess
-from adaptive.filters.rules import load_directory
+from adaptive.filters.rules import Filter, FilterError, load_directory
+from adaptive.nftables.backend import Backend
+from adaptive.nftables.bans import Ban
+from adaptive.nftables.executor import Executor, NftablesError
+from adaptive.notify import Watchdog, notify
+from adaptive.scoring import Scorer, tallies
 from adaptive.sources import FileSource, Watch
-from adaptive.state import State
+from adaptive.state import BanRecord, State
 
 log = logging.getLogger(__name__)
 
-POLL = 1.0   # seconds between polls when nothing woke us: the fallback for missed file events
+POLL = 1.0          # seconds between polls when nothing woke us: the fallback for missed file events
+FLUSH_EVERY = 0.005  # seconds a ban may wait for others to join its kernel transaction
+FLUSH_SIZE = 1000    # bans that make a kernel transaction at once
 
 
 @dataclass
@@ -36,51 +59,349 @@ class _Follower:
 
 
 class Daemon:
-    """Follows every configured log and turns its lines into events until `stop` is set.
+    """Follows every configured log, scores, decides and bans, until `stop` is set.
 
-    >>> daemon = Daemon(config, on_event=print)
-    >>> daemon.run(stop)          # returns once `stop` is set, positions committed
+    >>> daemon = Daemon(config, config_files=[...])
+    >>> daemon.start()            # applies the ruleset, restores bans, opens the socket
+    >>> daemon.run(stop)          # returns once `stop` is set; bans stay in the kernel
+
+    `backend` and `state` may be given (tests); `enforce=False` keeps the kernel out entirely (the
+    pipeline then ends at recorded decisions).
     """
 
-    def __init__(self, config: Config, on_event: Callable[[Event], None],
-                 clock: Callable[[], float] = time.time, state: State | None = None):
+    def __init__(self, config: Config, *, config_files: list[Path] | None = None,
+                 dropins: Path | None = None, state: State | None = None,
+                 backend: Backend | None = None, enforce: bool = True, control: bool = True,
+                 on_event: Callable[[Event], None] | None = None, clock: Callable[[], float] = time.time):
         self.config = config
-        self.on_event = on_event
+        self.config_files = config_files or list(config.files)
+        self.dropins = dropins
         self.clock = clock
-        filters = load_directory(config.filters_directory)
+        self.on_event = on_event
+        self.enforce = enforce
+        self.started = clock()
+        self.filters = load_directory(config.filters_directory)
         self.state = state or State(config.state.path, clock=clock)
-        self.followers = [
-            _Follower(FileSource(name, src.path, self.state, start=src.start), Engine(filters, YearGuess(clock())))
-            for name, src in config.sources.items()
-        ]
-        self.events = 0
+        self.backend = backend or (Backend(Executor(), config) if enforce else None)
+        self.scorer = Scorer(config.scoring, tallies(self.filters) or None)
+        self.decider: Decider | None = None
+        self.followers = [self._follower(name, src.path, src.start) for name, src in config.sources.items()]
+        self.counts: Counter[str] = Counter()
+        self._pending: list[Ban] = []
+        self._pending_since = 0.0
+        self._requests: queue.Queue[tuple[Callable[[], object], Future]] = queue.Queue()
+        self._reload = threading.Event()
+        self._watch: Watch | None = None
+        self._server = ControlServer(config.control.socket, _Handler(self), config.control.group) \
+            if control else None
 
-    def poll_once(self) -> int:
-        """Read what every source has now, to its end; return the number of events."""
-        found = 0
+    # --- start-up ---
+
+    def start(self) -> None:
+        """Apply the ruleset with every live ban restored, reconcile the kernel with the store, and
+        open the control socket. NftablesError if the kernel refuses the ruleset."""
         now = self.clock()
-        for f in self.followers:
-            f.engine.years.reference = now    # a live log's lines are from about now
-            while chunks := f.source.poll():
-                for chunk in chunks:
-                    for _, event in f.engine.scan(chunk.data):
-                        self.on_event(event)
-                        found += 1
-                    f.source.commit(chunk)
-        self.events += found
-        return found
+        if self.backend is not None:
+            stored = {r.target: r for r in self.state.live_bans(now)}
+            kernel = {_target(b): b for b in self.backend.list()} if self.backend.exists() else {}
+            adopted = [BanRecord(t, now, None if b.expires is None else now + b.expires, "adopted", 0.0, {},
+                                 None, 1, "manual") for t, b in kernel.items() if t not in stored]
+            if adopted:
+                log.warning("%d ban(s) in the kernel were not in the state (a lost or new database): "
+                            "kept and recorded", len(adopted))
+                self.state.record_bans(adopted)
+            lost = [t for t in stored if t not in kernel]
+            if lost and kernel:
+                log.warning("%d ban(s) in the state were missing from the kernel: put back", len(lost))
+            restore = [Ban(t, None if r.end is None else max(1, round(r.end - now))) for t, r in stored.items()]
+            started = time.perf_counter()
+            held = self.backend.apply(restore=restore)
+            log.info("ruleset applied: table inet %s holds %d ban(s) (%.2f s)", self.config.nftables.table,
+                     held, time.perf_counter() - started)
+        self.decider = Decider(self.config, self.state, own_addresses=host_addresses())
+        if self._server is not None:
+            self._server.start()
+
+    # --- the loop ---
 
     def run(self, stop: threading.Event) -> None:
-        watch = Watch(str(f.source.path) for f in self.followers)
-        watch.start()
+        if self.decider is None:
+            self.start()
+        self._watch = Watch(str(f.source.path) for f in self.followers)
+        self._watch.start()
+        watchdog = Watchdog.from_environment()   # None unless systemd asked for pings
         log.info("following %s", ", ".join(f"{f.source.name}={f.source.path}" for f in self.followers))
+        notify(READY=1, STATUS=f"following {len(self.followers)} log(s)")
         try:
             while not stop.is_set():
+                if self._reload.is_set():
+                    self._reload.clear()
+                    notify(RELOADING=1)
+                    try:
+                        self.reload()
+                    except (ControlError, OSError) as e:
+                        log.error("reload refused, the running configuration stays: %s", e)
+                    notify(READY=1)
+                self._serve_requests()
                 self.poll_once()
-                watch.wait(POLL)
-                watch.refresh()
+                if watchdog is not None:
+                    watchdog.ping_if_due()
+                self._watch.wait(POLL if watchdog is None else min(POLL, watchdog.wait_at_most()))
+                self._watch.changed.clear()
+                self._watch.refresh()
         finally:
-            watch.stop()
-            for f in self.followers:
-                f.source.close()
-            self.state.close()
+            notify(STOPPING=1)
+            self.close()
+
+    def request_reload(self) -> None:
+        """Ask the loop to reload (from a signal handler: only sets flags)."""
+        self._reload.set()
+        self.wake()
+
+    def wake(self) -> None:
+        """Have the loop look around now rather than at its next tick (signal-handler safe)."""
+        if self._watch is not None:
+            self._watch.changed.set()
+
+    def poll_once(self) -> int:
+        """Read what every source has now, to its end, and deal with it; return the number of events."""
+        found = 0
+        for f in self.followers:
+            f.engine.years.reference = self.clock()    # a live log's lines are from about now
+            while chunks := f.source.poll():
+                for chunk in chunks:
+                    with self.state.transaction():
+                        for _, event in f.engine.scan(chunk.data):
+                            found += 1
+                            self._event(event)
+                        self._flush()
+                        f.source.commit(chunk)
+                self._serve_requests()
+        self.counts["events"] += found
+        return found
+
+    def _event(self, event: Event) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+        for offence in self.scorer.feed(event):
+            for decision in self.decider.decide(offence):
+                self.counts[f"decisions_{decision.outcome.value}"] += 1
+                if decision.outcome is Outcome.BAN:
+                    self._enqueue(decision)
+
+    def _enqueue(self, decision: Decision) -> None:
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(Ban(decision.target, decision.duration))
+        if len(self._pending) >= FLUSH_SIZE or time.monotonic() - self._pending_since >= FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send the waiting bans to the kernel in one transaction."""
+        if not self._pending:
+            return
+        bans, self._pending = self._pending, []
+        if self.backend is None:
+            return
+        try:
+            self.backend.ban(bans)
+        except (NftablesError, ValueError) as e:
+            # The state has them: the next start puts them back. Say so now, loudly.
+            self.counts["errors_nft"] += 1
+            log.error("the kernel refused %d ban(s): %s", len(bans), e)
+
+    # --- the control socket's requests, run on this thread ---
+
+    def call(self, work: Callable[[], object], timeout: float = 60.0) -> object:
+        """Run `work` on the daemon's thread and return its result (from the control thread)."""
+        future: Future = Future()
+        self._requests.put((work, future))
+        self.wake()
+        return future.result(timeout)
+
+    def _serve_requests(self) -> None:
+        while True:
+            try:
+                work, future = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                future.set_result(work())
+            except BaseException as e:   # handed to the waiting control thread, which answers it
+                future.set_exception(e)
+
+    # --- reload ---
+
+    def reload(self) -> dict:
+        """Read the configuration and filters again and apply them, atomically: a bad new configuration
+        (or one the kernel refuses) is rejected whole and the running one stays."""
+        try:
+            config = load(self.config_files, self.dropins)
+            filters = load_directory(config.filters_directory)
+            if self.backend is not None:
+                self.backend.check(config)
+        except (ConfigError, FilterError, ValueError, NftablesError) as e:
+            problems = getattr(e, "problems", None) or [str(e)]
+            raise ControlError("\n".join(problems), "failed") from None
+        changes = []
+        if self.backend is not None:
+            self.backend.apply(config)
+            changes.append("ruleset applied")
+        if config.scoring != self.config.scoring or filters != self.filters:
+            self.scorer = Scorer(config.scoring, tallies(filters) or None)
+            changes.append("scoring restarted")
+        self.decider = Decider(config, self.state, own_addresses=host_addresses())
+        if filters != self.filters:
+            changes.append("filters reloaded")
+        for f in self.followers:
+            f.engine = Engine(filters, YearGuess(self.clock()))
+        known = {f.source.name: f for f in self.followers}
+        followers = []
+        for name, src in config.sources.items():
+            old = known.pop(name, None)
+            if old is not None and old.source.path == src.path:
+                followers.append(old)
+            else:
+                followers.append(self._follower(name, src.path, src.start, filters))
+                changes.append(f"source {name} = {src.path}")
+        for gone in known.values():
+            gone.source.close()
+            changes.append(f"source {gone.source.name} dropped")
+        self.followers, self.filters, self.config = followers, filters, config
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = Watch(str(f.source.path) for f in self.followers)
+            self._watch.start()
+        log.info("configuration reloaded: %s", "; ".join(changes) or "nothing changed")
+        return {"reloaded": True, "changes": changes}
+
+    # --- the end ---
+
+    def close(self) -> None:
+        self._flush()
+        if self._server is not None:
+            self._server.stop()
+        if self._watch is not None:
+            self._watch.stop()
+        for f in self.followers:
+            f.source.close()
+        if self.backend is not None and self.config.nftables.remove_on_exit:
+            self.backend.remove()
+            log.info("table inet %s removed, as remove_on_exit asks", self.config.nftables.table)
+        self.state.close()
+
+    def _follower(self, name: str, path: Path, start: str, filters: list[Filter] | None = None) -> _Follower:
+        return _Follower(FileSource(name, path, self.state, start=start),
+                         Engine(filters or self.filters, YearGuess(self.clock())))
+
+
+def _target(ban: Ban) -> str:
+    return ban.key if ban.host else f"{ban.key}/{ban.prefixlen}"
+
+
+class _Handler:
+    """The control socket's operations; each runs on the daemon's thread through `Daemon.call`."""
+
+    def __init__(self, daemon: Daemon):
+        self.d = daemon
+
+    def ban(self, targets: list[str], duration: float | None, reason: str | None, force: bool) -> dict:
+        return self.d.call(lambda: self._ban(targets, duration, reason or "manual", force))
+
+    def _ban(self, targets: list[str], duration: float | None, reason: str, force: bool) -> dict:
+        d = self.d
+        seconds = None if duration is None else max(1, round(duration))
+        if seconds is None:
+            seconds = d.decider.profile(reason).duration(1)
+        refused, fit = [], []
+        for target in targets:
+            try:
+                if d.backend is not None:
+                    d.backend.layout.ban_set(parse_target(target))
+                fit.append(target)
+            except ValueError as e:
+                refused.append({"target": target, "reason": str(e)})
+        decisions, protected = d.decider.manual_many(fit, seconds, reason, force)
+        refused += [{"target": t, "reason": why} for t, why in protected]
+        if d.backend is not None and decisions:
+            d.backend.ban([Ban(x.target, x.duration) for x in decisions])
+        d.counts["manual_bans"] += len(decisions)
+        return {"banned": [x.target for x in decisions], "refused": refused, "duration": seconds}
+
+    def unban(self, targets: list[str], all: bool) -> dict:
+        return self.d.call(lambda: self._unban(targets, all))
+
+    def _unban(self, targets: list[str], everything: bool) -> dict:
+        d = self.d
+        if everything:
+            targets = [r.target for r in d.state.live_bans(d.clock(), outcome=None)]
+            if d.backend is not None:
+                targets = list(dict.fromkeys(targets + [_target(b) for b in d.backend.list()]))
+        unbanned, missing = [], []
+        for target in targets:
+            (unbanned if d.decider.unban(target) else missing).append(target)
+            d.scorer.forgive(target)
+        if d.backend is not None and targets:
+            d.backend.unban(targets)
+        d.counts["manual_unbans"] += len(unbanned)
+        return {"unbanned": unbanned, "not_banned": missing}
+
+    def list(self) -> list[dict]:
+        return self.d.call(self._list)
+
+    def _list(self) -> list[dict]:
+        now = self.d.clock()
+        return [{"target": r.target, "left": None if r.end is None else max(0.0, r.end - now),
+                 "reason": r.reason, "count": r.count, "origin": r.origin}
+                for r in sorted(self.d.state.live_bans(now), key=lambda r: r.start)]
+
+    def status(self) -> dict:
+        return self.d.call(self._status)
+
+    def _status(self) -> dict:
+        d = self.d
+        sources = []
+        for f in d.followers:
+            position = f.source.position
+            offset = position.offset if position is not None else None
+            try:
+                size = f.source.path.stat().st_size
+            except OSError:
+                size = None
+            sources.append({"name": f.source.name, "path": str(f.source.path), "position": offset,
+                            "lag": None if size is None or offset is None else max(0, size - offset),
+                            "lines": f.engine.counts.lines, "error": f.source.error})
+        decisions = {k.removeprefix("decisions_"): v for k, v in d.counts.items() if k.startswith("decisions_")}
+        bans = len(d.backend.list()) if d.backend is not None else len(d.state.live_bans(d.clock()))
+        return {"version": __version__, "uptime": d.clock() - d.started, "dry_run": d.config.decisions.dry_run,
+                "sources": sources, "events": d.counts["events"], "decisions": decisions, "bans": bans,
+                "tracked": len(d.scorer)}
+
+    def explain(self, address: str) -> dict:
+        return self.d.call(lambda: self._explain(address))
+
+    def _explain(self, address: str) -> dict:
+        d = self.d
+        now = d.clock()
+        try:
+            scored = d.scorer.explain(address)
+        except ValueError:
+            scored = None
+        net = parse_target(address)
+        record = d.state.ban(str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net))
+        if record is None and scored is not None:
+            record = d.state.ban(scored["target"])
+        ban = None
+        if record is not None and record.live(now):
+            ban = {"reason": record.reason, "left": None if record.end is None else record.end - now,
+                   "origin": record.origin, "rules": record.rules, "score": record.score}
+        target = record.target if record is not None else (scored or {}).get("target", address)
+        entry = allowlisted(address, d.config.allowlist.addresses)
+        return {"target": target, "ban": ban, "scoring": scored,
+                "score": None if scored is None else scored.get("score"),
+                "threshold": d.config.scoring.threshold,
+                "history": d.state.history(target),
+                "allowlisted": None if entry is None else str(entry)}
+
+    def reload(self) -> dict:
+        return self.d.call(self.d.reload)

@@ -205,6 +205,42 @@ class Decider:
         self._record([decision])
         return decision
 
+    def manual_many(self, targets: Iterable[str], duration: int | None, reason: str = MANUAL,
+                    force: bool = False) -> tuple[list[Decision], list[tuple[str, str]]]:
+        """`manual` for a batch (an imported blocklist): one history query and one transaction for
+        all, one log line. Returns the decisions and the (target, why) of those refused."""
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)
+                                     or duration < 1):
+            raise ValueError(f"{duration!r} is not a number of seconds of at least 1")
+        at = self.clock()
+        profile = self.profile(reason)
+        counts = self.state.ban_counts(at - profile.lookback) if profile.lookback else {}
+        decisions, refused, records = [], [], []
+        for target in targets:
+            try:
+                network = parse_target(target)
+            except ValueError as e:
+                refused.append((target, str(e)))
+                continue
+            protected = self._protection(network)
+            if protected is not None and (protected[0] != "allowlist" or not force):
+                what = "allowlisted" if protected[0] == "allowlist" else "never banned"
+                refused.append((_text(network), f"{what}: {protected[1]}"))
+                continue
+            text = _text(network)
+            d = Decision(at, text, duration, reason, 0.0, {}, None, Outcome.BAN, 1 + counts.get(text, 0),
+                         Origin.MANUAL, None)
+            decisions.append(d)
+            records.append(BanRecord(text, at, d.end, reason, 0.0, {}, None, d.n, Origin.MANUAL.value,
+                                     Outcome.BAN.value))
+            self._covering.add(network, d.end)
+        self.state.record_bans(records)
+        self.counts[Outcome.BAN.value] += len(decisions)
+        if decisions:
+            log.info("manual ban of %d target(s) for %s: %s%s", len(decisions), format_duration(duration),
+                     ", ".join(d.target for d in decisions[:5]), ", ..." if len(decisions) > 5 else "")
+        return decisions, refused
+
     def unban(self, target: str) -> bool:
         """Forget the target's ban (its history stays, to count later bans); False if it had none."""
         network = parse_target(target)

@@ -200,6 +200,17 @@ class State:
         return self._db.execute("SELECT count(*) FROM ban_history WHERE target = ? AND time >= ?",
                                 (target, since)).fetchone()[0]
 
+    def history(self, target: str, limit: int = 20) -> list[dict]:
+        """The target's latest bans, newest first (for `adaptive explain`)."""
+        rows = self._db.execute("SELECT time, duration, reason, origin, outcome FROM ban_history "
+                                "WHERE target = ? ORDER BY time DESC LIMIT ?", (target, limit))
+        return [{"start": t, "duration": d, "reason": r, "origin": o, "outcome": x} for t, d, r, o, x in rows]
+
+    def ban_counts(self, since: float) -> dict[str, int]:
+        """`ban_count` of every target banned at or after `since`, in one query (for batches)."""
+        return dict(self._db.execute(
+            "SELECT target, count(*) FROM ban_history WHERE time >= ? GROUP BY target", (since,)))
+
     def remove_ban(self, target: str) -> bool:
         """Unban: forget the target's ban (its history stays). False if it had none."""
         return self._db.execute("DELETE FROM bans WHERE target = ?", (target,)).rowcount > 0

@@ -153,3 +153,17 @@ def test_check_config_reports_broken_filters(tmp_path):
     result = adaptive("check-config", "-c", str(SHIPPED), "-c", str(local), "--dropins", "")
     assert result.returncode == 2
     assert "x.toml" in result.stderr and "nonsense" in result.stderr, result.stderr
+
+
+def test_a_prefix_scoring_or_decisions_bans_needs_a_ban_set(tmp_path):
+    local = write(tmp_path, "local.toml", "[decisions]\nsubnet_ipv6_prefix = 40\n")
+    with pytest.raises(ConfigError) as info:
+        config.load([SHIPPED, local], dropins=None)
+    assert f"{local}: decisions.subnet_ipv6_prefix = 40: no ban set takes /40" in str(info.value)
+
+
+def test_an_error_inside_a_table_names_the_file_that_changed_it(tmp_path):
+    local = write(tmp_path, "local.toml", "[decisions.reasons.slow]\nban_base = -5\n")
+    with pytest.raises(ConfigError) as info:
+        config.load([SHIPPED, local], dropins=None)
+    assert str(local) in str(info.value) and str(SHIPPED) not in str(info.value)

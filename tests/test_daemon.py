@@ -1,22 +1,43 @@
-"""The daemon as far as it goes: logs followed, events out, positions kept across restarts."""
+"""The daemon: logs followed, events scored, bans in the real kernel, operated over its socket.
+
+Unit tests run the pipeline without the kernel (`enforce=False`). The rest run `adaptive run` as a
+process inside a throwaway network namespace (`srv`), with clients connecting from another (`cli`):
+failure lines appended to the log it follows get their source banned in the kernel; `adaptive ban`
+and `unban` change the kernel; `kill -9` loses and repeats nothing; a broken config on SIGHUP is
+refused and the old one keeps running; the socket refuses strangers and answers garbage.
+"""
 
 from __future__ import annotations
 
-import select
+import json
+import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from adaptive import config
 from adaptive.daemon import Daemon
+from netns import PYTHON, Namespaces, connect, serve, wait_for
 
 SHIPPED = Path(__file__).resolve().parent.parent / "conf" / "adaptive.toml"
-FAIL = "Nov 24 10:00:{:02d} mx postfix/smtpd[1]: warning: unknown[192.0.2.{}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n"
+FAIL = "{when} mx postfix/smtpd[1]: warning: unknown[{ip}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n"
 
 
-def make_config(tmp_path: Path, start: str = "beginning") -> Path:
+def fail(ip: str, when: str = "Nov 24 10:00:01") -> str:
+    return FAIL.format(when=when, ip=ip)
+
+
+def now_fail(ip: str) -> str:
+    return fail(ip, time.strftime("%b %d %H:%M:%S"))
+
+
+def make_config(tmp_path: Path, start: str = "beginning", extra: str = "") -> Path:
     local = tmp_path / "local.toml"
     local.write_text(f"""
 [sources.mail]
@@ -24,7 +45,11 @@ path = "{tmp_path / 'mail.log'}"
 start = "{start}"
 [state]
 path = "{tmp_path / 'state.db'}"
-""")
+[control]
+socket = "{tmp_path / 'control.sock'}"
+[metrics]
+listen = ""
+{extra}""")
     return local
 
 
@@ -33,54 +58,199 @@ def append(path: Path, text: str) -> None:
         f.write(text)
 
 
+# --- the pipeline without the kernel ---
+
+def offline(tmp_path: Path, seen: list[str], start: str = "beginning") -> Daemon:
+    cfg = config.load([SHIPPED, make_config(tmp_path, start)], dropins=None)
+    daemon = Daemon(cfg, enforce=False, control=False, on_event=lambda e: seen.append(e.ip))
+    daemon.start()
+    return daemon
+
+
 def test_events_once_across_restarts(tmp_path):
-    cfg = config.load([SHIPPED, make_config(tmp_path)], dropins=None)
     log = tmp_path / "mail.log"
-    append(log, FAIL.format(1, 1) + "Nov 24 10:00:02 mx postfix/smtpd[1]: connect from x[192.0.2.9]\n")
+    append(log, fail("192.0.2.1") + "Nov 24 10:00:02 mx postfix/smtpd[1]: connect from x[192.0.2.9]\n")
     seen: list[str] = []
-    daemon = Daemon(cfg, lambda e: seen.append(e.ip))
+    daemon = offline(tmp_path, seen)
     assert daemon.poll_once() == 1
-    append(log, FAIL.format(3, 2) + FAIL.format(4, 3)[:40])      # the second line is half written
+    append(log, fail("192.0.2.2") + fail("192.0.2.3")[:40])      # the second line is half written
     assert daemon.poll_once() == 1
-    daemon.state.close()
-    append(log, FAIL.format(4, 3)[40:])                          # finished while we were down
-    restarted = Daemon(cfg, lambda e: seen.append(e.ip))
+    daemon.close()
+    append(log, fail("192.0.2.3")[40:])                           # finished while we were down
+    restarted = offline(tmp_path, seen)
     assert restarted.poll_once() == 1
     assert restarted.poll_once() == 0
+    restarted.close()
     assert seen == ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
 
 
 def test_a_log_that_does_not_exist_yet_is_waited_for(tmp_path):
-    cfg = config.load([SHIPPED, make_config(tmp_path, start="end")], dropins=None)
     seen: list[str] = []
-    daemon = Daemon(cfg, lambda e: seen.append(e.ip))
+    daemon = offline(tmp_path, seen, start="end")
     assert daemon.poll_once() == 0
-    append(tmp_path / "mail.log", FAIL.format(5, 5))             # created after start: read whole
+    append(tmp_path / "mail.log", fail("192.0.2.5"))              # created after start: read whole
     assert daemon.poll_once() == 1 and seen == ["192.0.2.5"]
+    daemon.close()
 
 
-def test_run_command_logs_events_and_stops_on_sigterm(tmp_path):
-    local = make_config(tmp_path)
-    log = tmp_path / "mail.log"
-    append(log, "")
-    proc = subprocess.Popen([sys.executable, "-m", "adaptive", "run", "-c", str(SHIPPED), "-c", str(local),
-                             "--dropins", ""], stderr=subprocess.PIPE, text=True)
-    try:
-        append(log, FAIL.format(6, 6))
-        deadline = time.monotonic() + 20
-        lines = []
-        while time.monotonic() < deadline:
-            if not select.select([proc.stderr], [], [], deadline - time.monotonic())[0]:
-                continue
-            line = proc.stderr.readline()
-            lines.append(line)
-            if "auth_failure 192.0.2.6" in line:
-                break
-        else:
-            raise AssertionError("no event logged: " + "".join(lines))
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
-        assert "stopped after 1 events" in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+def test_five_failures_make_a_recorded_ban(tmp_path):
+    seen: list[str] = []
+    daemon = offline(tmp_path, seen)
+    append(tmp_path / "mail.log", "".join(fail("203.0.113.7", f"Nov 24 10:00:0{i}") for i in range(5)))
+    daemon.poll_once()
+    bans = daemon.state.live_bans(0)
+    assert [(b.target, b.reason, b.origin) for b in bans] == [("203.0.113.7", "score", "automatic")]
+    daemon.close()
+
+
+# --- the daemon in a real kernel ---
+
+_missing = ""
+if os.geteuid() != 0:
+    _missing = "needs root for network namespaces"
+elif shutil.which("ip") is None or shutil.which("nft") is None:
+    _missing = "needs iproute2 and nft"
+kernel = pytest.mark.skipif(bool(_missing), reason=_missing)
+
+SRV = ["192.0.2.1/24", "fd00::1/64"]
+CLI = ["192.0.2.2/24", "192.0.2.3/24", "192.0.2.4/24", "192.0.2.5/24", "192.0.2.6/24", "fd00::2/64",
+       "fd00::3/64"]
+
+
+class Scene:
+    """`srv` runs the daemon and listens on 25; `cli` connects from its addresses."""
+
+    def __init__(self, nets: Namespaces, tmp_path: Path):
+        self.srv, self.cli = nets.add("srv"), nets.add("cli")
+        devices = nets.veth(self.srv, self.cli, SRV, CLI)
+        nets.pin_neighbours(self.srv, devices[0], self.cli, devices[1])
+        self.srv.call(serve, [25, 2525])
+        self.tmp = tmp_path
+        self.log = tmp_path / "mail.log"
+        self.log.touch()
+        self.local = make_config(tmp_path)
+        self.socket = tmp_path / "control.sock"
+        self.proc: subprocess.Popen | None = None
+        self.stderr = tmp_path / "daemon.err"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.srv.name, str(PYTHON), "-m", "adaptive", "run", "-c", str(SHIPPED),
+             "-c", str(self.local), "--dropins", ""],
+            stderr=open(self.stderr, "ab"), stdin=subprocess.DEVNULL)
+        assert wait_for(lambda: self.adaptive("status").returncode == 0 or self.proc.poll() is not None,
+                        timeout=30), self.err()
+        assert self.proc.poll() is None, self.err()
+
+    def err(self) -> str:
+        return self.stderr.read_text() if self.stderr.exists() else ""
+
+    def adaptive(self, *args: str, user: str | None = None) -> subprocess.CompletedProcess:
+        command = [str(PYTHON), "-m", "adaptive", *args, "--socket", str(self.socket)]
+        if user:
+            command = ["setpriv", "--reuid", user, "--regid", user, "--clear-groups", *command]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    def status(self) -> dict:
+        result = self.adaptive("status", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def connects(self, source: str, port: int = 25) -> bool:
+        server = "fd00::1" if ":" in source else "192.0.2.1"
+        return self.cli.call(connect, source, server, port, 0.5) == "connected"
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def scene(tmp_path):
+    with Namespaces() as nets:
+        s = Scene(nets, tmp_path)
+        try:
+            yield s
+        finally:
+            if s.proc is not None and s.proc.poll() is None:
+                s.proc.kill()
+                s.proc.wait()
+
+
+@kernel
+def test_failures_in_the_log_get_the_source_banned_in_the_kernel(scene):
+    scene.start()
+    assert scene.connects("192.0.2.3")
+    started = time.monotonic()
+    append(scene.log, "".join(now_fail("192.0.2.3") for _ in range(5)))
+    assert wait_for(lambda: not scene.connects("192.0.2.3"), timeout=10), scene.err()
+    assert time.monotonic() - started < 5
+    assert scene.connects("192.0.2.2")                       # others still connect
+    listed = [json.loads(line) for line in scene.adaptive("list", "--json").stdout.splitlines()]
+    assert [(b["target"], b["origin"]) for b in listed] == [("192.0.2.3", "automatic")]
+    assert scene.stop() == 0
+    assert not scene.connects("192.0.2.3")                   # the ban outlives the daemon
+
+
+@kernel
+def test_ban_and_unban_change_the_kernel(scene):
+    scene.start()
+    result = scene.adaptive("ban", "192.0.2.4", "fd00::3", "--for", "10m", "--reason", "test")
+    assert result.returncode == 0, result.stderr + scene.err()
+    assert not scene.connects("192.0.2.4") and not scene.connects("fd00::3")
+    assert scene.connects("192.0.2.2")
+    refused = scene.adaptive("ban", "127.0.0.1")
+    assert refused.returncode == 1
+    assert scene.adaptive("unban", "192.0.2.4").returncode == 0
+    assert scene.connects("192.0.2.4") and not scene.connects("fd00::3")
+    assert scene.adaptive("unban", "--all").returncode == 0
+    assert scene.connects("fd00::3")
+
+
+@kernel
+def test_kill_9_loses_and_repeats_nothing(scene):
+    scene.start()
+    append(scene.log, "".join(now_fail("192.0.2.3") for _ in range(5)) + now_fail("192.0.2.6"))
+    assert wait_for(lambda: scene.status()["events"] == 6, timeout=10), scene.err()
+    assert not scene.connects("192.0.2.3")
+    scene.stop(signal.SIGKILL)
+    # While it is down: more lines, and the kernel loses its table (a reboot, an admin's flush).
+    append(scene.log, "".join(now_fail("192.0.2.5") for _ in range(5)))
+    scene.srv.exec("nft", "delete", "table", "inet", "adaptive")
+    assert scene.connects("192.0.2.3")
+    scene.start()
+    # The ban is back from the state, the lines written while down were read, and none twice:
+    # this run has seen exactly the five new lines.
+    assert wait_for(lambda: not scene.connects("192.0.2.5"), timeout=10), scene.err()
+    assert not scene.connects("192.0.2.3")
+    assert scene.status()["events"] == 5
+    assert scene.connects("192.0.2.6")
+
+
+@kernel
+def test_sighup_with_a_broken_config_keeps_the_old_one(scene):
+    scene.start()
+    good = scene.local.read_text()
+    scene.local.write_text(good + '\n[nftables]\naction = "nonsense"\n')
+    scene.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload refused" in scene.err(), timeout=10), scene.err()
+    assert scene.proc.poll() is None
+    result = scene.adaptive("reload")
+    assert result.returncode == 1 and "nftables.action" in result.stderr
+    append(scene.log, "".join(now_fail("192.0.2.3") for _ in range(5)))
+    assert wait_for(lambda: not scene.connects("192.0.2.3"), timeout=10), scene.err()
+    scene.local.write_text(good)
+    assert scene.adaptive("reload").returncode == 0
+
+
+@kernel
+def test_the_socket_refuses_strangers_and_answers_garbage(scene):
+    scene.start()
+    stranger = scene.adaptive("status", user="65534")
+    assert stranger.returncode == 1 and str(scene.socket) in stranger.stderr
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(scene.socket))
+        s.sendall(b"\x00\xffnot json\n")
+        reply = json.loads(s.makefile("rb").readline())
+    assert reply["ok"] is False and reply["code"] == "usage"
+    assert scene.status()["version"]

@@ -20,7 +20,10 @@ RULES = {"postfix/sasl-auth-failed": 5}
 
 
 def make_config(allowlist: list[str] = (), **decisions) -> config.Config:
-    tree = {"decisions": decisions, "allowlist": {"addresses": list(allowlist)}}
+    # the kernel needs a ban set for each prefix length a subnet ban may take
+    sets = {"ipv4_prefixes": sorted({24, decisions.get("subnet_ipv4_prefix", 24)}),
+            "ipv6_prefixes": sorted({48, 64, decisions.get("subnet_ipv6_prefix", 48)})}
+    tree = {"decisions": decisions, "allowlist": {"addresses": list(allowlist)}, "nftables": sets}
     return config.build(tree, {})
 
 

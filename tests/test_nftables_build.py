@@ -292,8 +292,8 @@ def test_ban_of_an_unconfigured_prefix_length_is_refused():
 
 def test_layout_keeps_prefix_lengths_live_bans_use(tmp_path):
     layout = Layout.of(load(tmp_path).nftables, [Ban("10.0.0.0/16"), Ban("2001:db8::/56", 60)])
-    assert layout.ipv4_prefixes == (16, 24) and layout.ipv6_prefixes == (56, 64)
-    assert layout.ban_sets == ("ban4", "ban4_16", "ban4_24", "ban6", "ban6_56", "ban6_64")
+    assert layout.ipv4_prefixes == (16, 24) and layout.ipv6_prefixes == (48, 56, 64)
+    assert layout.ban_sets == ("ban4", "ban4_16", "ban4_24", "ban6", "ban6_48", "ban6_56", "ban6_64")
 
 
 def test_build_unban_adds_then_deletes():

@@ -1,4 +1,8 @@
-"""`adaptive run`: the daemon, in the foreground, logging to stderr (journald captures it)."""
+"""`adaptive run`: the daemon, in the foreground, logging to stderr (journald captures it).
+
+Signals: SIGTERM and SIGINT stop it (bans stay in the kernel, which lifts each at its timeout);
+SIGHUP reloads the configuration and filters, keeping the running ones if the new ones are bad.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +12,53 @@ import signal
 import sys
 import threading
 
+from adaptive.config import DEFAULT_CONFIG
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from adaptive.control.cli import add_config_options
     p = sub.add_parser("run", help="run the daemon in the foreground")
     add_config_options(p)
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages too (every event)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.cli import load_config
+    from adaptive.control.socket import ControlSocketError
     from adaptive.daemon import Daemon
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    from adaptive.nftables.executor import NftablesError
+    from adaptive.notify import JournalFormatter, to_journal
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JournalFormatter("%(name)s: %(message)s") if to_journal()
+                         else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     config = load_config(args)
     event_log = logging.getLogger("adaptive.events")
 
     def on_event(e) -> None:
-        event_log.info("%s %s%s rule=%s/%s", e.kind.value, e.ip, f" user={e.user!r}" if e.user else "",
-                       e.filter, e.rule)
+        if event_log.isEnabledFor(logging.DEBUG):
+            event_log.debug("%s %s%s rule=%s/%s", e.kind.value, e.ip, f" user={e.user!r}" if e.user else "",
+                            e.filter, e.rule)
 
-    daemon = Daemon(config, on_event)
+    dropins = args.dropins if str(args.dropins) not in ("", ".") else None
+    daemon = Daemon(config, config_files=args.config or [DEFAULT_CONFIG], dropins=dropins, on_event=on_event)
+    try:
+        daemon.start()
+    except (NftablesError, ControlSocketError) as e:
+        print(f"adaptive: cannot start: {e}", file=sys.stderr)
+        daemon.close()
+        return 1
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+
+    def halt(*_) -> None:
+        stop.set()
+        daemon.wake()
+
+    signal.signal(signal.SIGTERM, halt)
+    signal.signal(signal.SIGINT, halt)
+    signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
     daemon.run(stop)
-    logging.getLogger("adaptive").info("stopped after %d events", daemon.events)
+    logging.getLogger("adaptive").info("stopped after %d events", daemon.counts["events"])
     return 0
