@@ -315,8 +315,9 @@ class _Handler:
             seconds = d.decider.profile(reason).duration(1)
         refused, fit = [], []
         for target in targets:
+            # Addresses always have a set; a prefix needs one for its length.
             try:
-                if d.backend is not None:
+                if d.backend is not None and "/" in target:
                     d.backend.layout.ban_set(parse_target(target))
                 fit.append(target)
             except ValueError as e:

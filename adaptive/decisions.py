@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -120,6 +121,14 @@ class _Covering:
             self.lengths[network.version] = sorted({*self.lengths[network.version], network.prefixlen})
         self.by_length[key][int(network.network_address)] = end
 
+    def add_int(self, version: int, prefixlen: int, address: int, end: float | None) -> None:
+        """`add` for a network already taken apart (the batch path, which skips `ipaddress`)."""
+        key = (version, prefixlen)
+        if key not in self.by_length:
+            self.by_length[key] = {}
+            self.lengths[version] = sorted({*self.lengths[version], prefixlen})
+        self.by_length[key][address] = end
+
     def remove(self, network: Network) -> None:
         self.by_length.get((network.version, network.prefixlen), {}).pop(int(network.network_address), None)
 
@@ -208,32 +217,40 @@ class Decider:
     def manual_many(self, targets: Iterable[str], duration: int | None, reason: str = MANUAL,
                     force: bool = False) -> tuple[list[Decision], list[tuple[str, str]]]:
         """`manual` for a batch (an imported blocklist): one history query and one transaction for
-        all, one log line. Returns the decisions and the (target, why) of those refused."""
+        all, one log line, and targets read with `inet_pton` rather than `ipaddress` (five times
+        faster, which is most of a 100,000-entry import). Returns the decisions and the (target, why)
+        of those refused."""
         if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)
                                      or duration < 1):
             raise ValueError(f"{duration!r} is not a number of seconds of at least 1")
         at = self.clock()
         profile = self.profile(reason)
         counts = self.state.ban_counts(at - profile.lookback) if profile.lookback else {}
+        protected = [(kind, label, net.version, int(net.network_address), int(net.broadcast_address))
+                     for kind, nets in (("loopback", LOOPBACK), ("own", self.own), ("allowlist", self.allowlist))
+                     for net in nets
+                     for label in ["loopback" if kind == "loopback" else
+                                   f"{'own address' if kind == 'own' else 'allowlist'} {_text(net)}"]]
+        end = None if duration is None else at + duration
         decisions, refused, records = [], [], []
         for target in targets:
-            try:
-                network = parse_target(target)
-            except ValueError as e:
-                refused.append((target, str(e)))
+            parsed = _parse_fast(target)
+            if parsed is None:
+                refused.append((target, f"{target!r} is not an IP address or prefix"))
                 continue
-            protected = self._protection(network)
-            if protected is not None and (protected[0] != "allowlist" or not force):
-                what = "allowlisted" if protected[0] == "allowlist" else "never banned"
-                refused.append((_text(network), f"{what}: {protected[1]}"))
+            version, address, length, text = parsed
+            last = address | ((1 << ((32 if version == 4 else 128) - length)) - 1)
+            hit = next(((kind, label) for kind, label, v, lo, hi in protected
+                        if v == version and lo <= last and address <= hi), None)
+            if hit is not None and (hit[0] != "allowlist" or not force):
+                refused.append((text, f"{'allowlisted' if hit[0] == 'allowlist' else 'never banned'}: {hit[1]}"))
                 continue
-            text = _text(network)
-            d = Decision(at, text, duration, reason, 0.0, {}, None, Outcome.BAN, 1 + counts.get(text, 0),
-                         Origin.MANUAL, None)
-            decisions.append(d)
-            records.append(BanRecord(text, at, d.end, reason, 0.0, {}, None, d.n, Origin.MANUAL.value,
+            n = 1 + counts.get(text, 0)
+            decisions.append(Decision(at, text, duration, reason, 0.0, {}, None, Outcome.BAN, n,
+                                      Origin.MANUAL, None))
+            records.append(BanRecord(text, at, end, reason, 0.0, {}, None, n, Origin.MANUAL.value,
                                      Outcome.BAN.value))
-            self._covering.add(network, d.end)
+            self._covering.add_int(version, length, address, end)
         self.state.record_bans(records)
         self.counts[Outcome.BAN.value] += len(decisions)
         if decisions:
@@ -324,6 +341,37 @@ class Decider:
                     label = "own address" if kind == "own" else "allowlist"
                     return kind, f"{label} {_text(net)}"
         return None
+
+
+def _parse_fast(target: str) -> tuple[int, int, int, str] | None:
+    """(version, first address as int, prefix length, canonical text) of an address or prefix, host
+    bits cleared and IPv4-mapped IPv6 made IPv4; None if it is neither. `parse_target`'s answers,
+    from `inet_pton`."""
+    text, _, bits = target.partition("/")
+    for family, version, size in ((socket.AF_INET, 4, 32), (socket.AF_INET6, 6, 128)):
+        try:
+            raw = socket.inet_pton(family, text)
+            break
+        except (OSError, ValueError):
+            continue
+    else:
+        return None
+    if bits:
+        if not bits.isdigit() or int(bits) > size:
+            return None
+        length = int(bits)
+    else:
+        length = size
+    address = int.from_bytes(raw, "big")
+    if version == 6 and address >> 32 == 0xFFFF and length >= 96:
+        version, size, length, address = 4, 32, length - 96, address & 0xFFFFFFFF
+    address &= ~((1 << (size - length)) - 1) & ((1 << size) - 1)
+    # glibc writes some IPv6 addresses its own way (::0.1.0.0 for ::1:0): ipaddress's text is the one
+    if version == 4:
+        canonical = socket.inet_ntop(socket.AF_INET, address.to_bytes(4, "big"))
+    else:
+        canonical = str(ipaddress.IPv6Address(address))
+    return version, address, length, canonical if length == size else f"{canonical}/{length}"
 
 
 def parse_target(value: str | Address | Network) -> Network:

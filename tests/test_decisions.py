@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from adaptive import config
 from adaptive.config import BanProfile
-from adaptive.decisions import Decider, Decision, Outcome, Refused, format_duration, host_addresses
+from adaptive.decisions import (Decider, Decision, Outcome, Refused, format_duration, host_addresses,
+                                parse_target)
 from adaptive.scoring.offence import Offence
 from adaptive.state import State
 
@@ -387,3 +388,19 @@ def test_decision_reads_as_a_log_line():
     text = str(only(d.decide(offence(T0, user="bob"))))
     assert text == ("suppressed ban of 203.0.113.7 for 1h: score, score 10, ban 1, "
                     "postfix/sasl-auth-failed=5, user 'bob' (allowlist 203.0.113.0/24)")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.builds(lambda a, n: f"{ipaddress.IPv4Address(a)}/{n}", st.integers(0, 2**32 - 1), st.integers(0, 32)),
+    st.builds(lambda a, n: f"{ipaddress.IPv6Address(a)}/{n}", st.integers(0, 2**128 - 1), st.integers(0, 128)),
+    st.builds(lambda a: str(ipaddress.IPv6Address(0xFFFF00000000 | a)), st.integers(0, 2**32 - 1)),
+    st.text(max_size=12)))
+def test_the_batch_parser_reads_targets_as_parse_target_does(target):
+    from adaptive.decisions import _parse_fast, _text
+    try:
+        expected = _text(parse_target(target))
+    except ValueError:
+        expected = None
+    fast = _parse_fast(target)
+    assert (fast and fast[3]) == expected
