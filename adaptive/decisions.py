@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from adaptive.addresses import LOOPBACK, Address, Network, parse_network, text
 from adaptive.config import BanProfile, Config
+from adaptive.durations import format_duration
 from adaptive.state import BanRecord, State
 
 if TYPE_CHECKING:
@@ -32,10 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-LOOPBACK: tuple[Network, ...] = (ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv6Network("::1/128"))
 SUBNET = "subnet"
 MANUAL = "manual"
 _BY_PROFILE = -1     # a decision's length from its reason's profile and the target's record
@@ -347,10 +346,10 @@ def _parse_fast(target: str) -> tuple[int, int, int, str] | None:
     """(version, first address as int, prefix length, canonical text) of an address or prefix, host
     bits cleared and IPv4-mapped IPv6 made IPv4; None if it is neither. `parse_target`'s answers,
     from `inet_pton`."""
-    text, _, bits = target.partition("/")
+    written, _, bits = target.strip().partition("/")
     for family, version, size in ((socket.AF_INET, 4, 32), (socket.AF_INET6, 6, 128)):
         try:
-            raw = socket.inet_pton(family, text)
+            raw = socket.inet_pton(family, written)
             break
         except (OSError, ValueError):
             continue
@@ -375,27 +374,12 @@ def _parse_fast(target: str) -> tuple[int, int, int, str] | None:
 
 
 def parse_target(value: str | Address | Network) -> Network:
-    """An address or prefix as a network, host bits cleared, IPv4-mapped IPv6 made IPv4; ValueError
-    for anything else."""
-    try:
-        if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
-            network = value
-        else:
-            network = ipaddress.ip_network(value, strict=False)
-    except (ValueError, TypeError):
-        raise ValueError(f"{value!r} is not an IP address or prefix") from None
-    if network.version == 6 and network.prefixlen >= 96:
-        mapped = network.network_address.ipv4_mapped
-        if mapped is not None:
-            network = ipaddress.IPv4Network((mapped, network.prefixlen - 96), strict=False)
-    return network
+    """An address or prefix as a network (`adaptive.addresses.parse_network`); ValueError otherwise."""
+    return parse_network(value)
 
 
 def _text(network: Network) -> str:
-    """An address as itself, a prefix as "address/length": the form of `Decision.target`."""
-    if network.prefixlen == network.max_prefixlen:
-        return str(network.network_address)
-    return str(network)
+    return text(network)
 
 
 def host_addresses(fib_trie: str = "/proc/net/fib_trie", if_inet6: str = "/proc/net/if_inet6") -> tuple[Address, ...]:
@@ -409,10 +393,10 @@ def host_addresses(fib_trie: str = "/proc/net/fib_trie", if_inet6: str = "/proc/
         with open(fib_trie, encoding="ascii") as f:
             last = None
             for line in f:
-                text = line.strip()
-                if text.startswith("|-- "):
-                    last = text[4:]
-                elif last is not None and text.startswith("/32 host LOCAL"):
+                entry = line.strip()
+                if entry.startswith("|-- "):
+                    last = entry[4:]
+                elif last is not None and entry.startswith("/32 host LOCAL"):
                     found[ipaddress.IPv4Address(last)] = None
     except (OSError, ValueError) as e:
         log.warning("%s: cannot read the host's IPv4 addresses: %s", fib_trie, e)
@@ -427,15 +411,3 @@ def host_addresses(fib_trie: str = "/proc/net/fib_trie", if_inet6: str = "/proc/
     except (OSError, ValueError) as e:
         log.warning("%s: cannot read the host's IPv6 addresses: %s", if_inet6, e)
     return tuple(found)
-
-
-def format_duration(seconds: float | None) -> str:
-    """`90` → "1m30s", `86400` → "1d", None → "forever" (until unbanned)."""
-    if seconds is None:
-        return "forever"
-    left, parts = round(seconds), []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if left >= size or (unit == "s" and not parts):
-            parts.append(f"{left // size}{unit}")
-            left %= size
-    return "".join(parts[:2])

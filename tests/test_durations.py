@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adaptive.control.durations import format_duration, parse_duration
+from adaptive.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize("text, seconds", [

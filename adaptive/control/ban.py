@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _duration(text: str) -> float:
-    from adaptive.control.durations import parse_duration
+    from adaptive.durations import parse_duration
     try:
         return parse_duration(text)
     except ValueError as e:
@@ -42,7 +42,7 @@ def _duration(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.client import call
-    from adaptive.control.durations import format_duration
+    from adaptive.durations import format_duration
     from adaptive.control.targets import canonical, read_lines
 
     if not args.targets and args.from_file is None:

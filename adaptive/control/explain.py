@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.client import call, print_json
-    from adaptive.control.durations import format_duration
+    from adaptive.durations import format_duration
     from adaptive.control.targets import canonical
 
     try:

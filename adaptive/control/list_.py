@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.client import call
-    from adaptive.control.durations import format_duration
+    from adaptive.durations import format_duration
 
     status, bans = call(args, "list")
     if status:

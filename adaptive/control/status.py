@@ -22,7 +22,7 @@ _SHOWN = ("version", "uptime", "dry_run", "sources", "events", "decisions", "ban
 
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.client import call, print_json
-    from adaptive.control.durations import format_duration
+    from adaptive.durations import format_duration
 
     status, result = call(args, "status")
     if status:

@@ -16,7 +16,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable, Iterator
 
-from adaptive.nftables.bans import Network, parse_network
+from adaptive.addresses import Network, parse_network, text
 
 NEVER_LOOPBACK = "loopback is never banned"
 _MAPPED = bytes(10) + b"\xff\xff"
@@ -52,11 +52,7 @@ def canonical(text: str) -> str:
     return written if prefixlen == bits else f"{written}/{prefixlen}"
 
 
-def write(network: Network) -> str:
-    """An `ipaddress` network as a target: an address without its length, a prefix with it."""
-    if network.prefixlen == network.max_prefixlen:
-        return str(network.network_address)
-    return str(network)
+write = text   # an `ipaddress` network as a target: an address without its length, a prefix with it
 
 
 def is_loopback(target: str) -> bool:

@@ -1,8 +1,8 @@
 """Bans as the kernel holds them: an address or prefix, validated, with its timeout.
 
-Everything that reaches a ban set passes through `parse_network`: `ipaddress` validates it, an
-IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) becomes the IPv4 address it stands for, and a prefix's
-host bits are cleared. `read_bans` and `read_counters` turn the kernel's JSON listings back into
+Everything that reaches a ban set passes through `parse_network` (`adaptive.addresses`): `ipaddress`
+validates it, an IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) becomes the IPv4 address it stands
+for, and a prefix's host bits are cleared. `read_bans` and `read_counters` turn the kernel's JSON listings back into
 values. All of it is pure; `ruleset` builds the JSON that puts bans into the kernel.
 """
 
@@ -13,44 +13,10 @@ import math
 import re
 from dataclasses import dataclass
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+from adaptive.addresses import Address, Network, parse_network
 
 # A ban set's name says its family and, for a prefix set, the prefix length: ban4, ban6, ban4_24, ban6_64.
 BAN_SET = re.compile(r"ban([46])(?:_(\d{1,3}))?")
-
-
-def parse_network(value: str | Network | Address) -> Network:
-    """An address or prefix as a network, validated; raises ValueError for anything else."""
-    if isinstance(value, str) and "/" not in value:
-        try:
-            return _host(ipaddress.ip_address(value.strip()))
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address or prefix") from None
-    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
-        return _host(value)
-    if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
-        network = value
-    elif isinstance(value, str):
-        try:
-            network = ipaddress.ip_network(value.strip(), strict=False)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address or prefix") from None
-    else:
-        raise ValueError(f"{value!r} is not an IP address or prefix")
-    if network.version == 6 and network.prefixlen >= 96:
-        mapped = network.network_address.ipv4_mapped
-        if mapped is not None:
-            network = ipaddress.IPv4Network((mapped, network.prefixlen - 96), strict=False)
-    return network
-
-
-def _host(address: Address) -> Network:
-    # From the integer: the quickest way ipaddress has to make a /32 or /128.
-    if address.version == 4:
-        return ipaddress.IPv4Network(int(address))
-    mapped = address.ipv4_mapped
-    return ipaddress.IPv4Network(int(mapped)) if mapped is not None else ipaddress.IPv6Network(int(address))
 
 
 def _seconds(value: float | None, what: str) -> int | None:
