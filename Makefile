@@ -17,6 +17,8 @@ test: setup
 bench: setup
 	$(PY) bench/parse.py
 	$(PY) bench/nft.py
+	$(PY) bench/scoring.py
+	$(PY) bench/latency.py
 
 clean:
 	rm -rf .venv .pytest_cache build *.egg-info
