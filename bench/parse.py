@@ -1,6 +1,6 @@
 """How fast adaptive reads a mail log, next to a bare Python read loop and to fail2ban.
 
-    python bench/parse.py [--lines N] [--seed S] [--no-fail2ban] [--json] [--cache DIR]
+    python bench/parse.py [--lines N] [--seed S] [--no-fail2ban] [--no-daemon] [--json] [--cache DIR]
 
 All three read the same generated log (`bench/mail_log.py`, cached in `bench/out/`):
 
@@ -12,9 +12,15 @@ All three read the same generated log (`bench/mail_log.py`, cached in `bench/out
    stop at the first matching regex as the fail2ban daemon does, and `--usedns=no` keeps it from
    resolving names, as a jail with `usedns = no`; one run each (it takes a minute or so for 1M lines).
 
-Then the goals, as PASS/FAIL lines: adaptive at least 30 times fail2ban's lines/s, and the bare loop
-at most 3 times adaptive's. `--json` adds one machine-readable line at the end. The exit status is 0
-whatever the goals say, 2 when a reader failed (its error is shown).
+Then the daemon's own loop over the same log (`Daemon.poll_once`: the source, one engine, scoring,
+decisions and the state, no kernel; best of 3), with the metrics off, then on: served over HTTP on
+loopback and scraped ten times a second (150 times Prometheus' default), each scrape taking its census
+on the loop's thread as in production. `--no-daemon` skips it.
+
+Then the goals, as PASS/FAIL lines: adaptive at least 30 times fail2ban's lines/s, the bare loop at
+most 3 times adaptive's, and the daemon with metrics on at most 5% slower than with them off. `--json`
+adds one machine-readable line at the end. The exit status is 0 whatever the goals say, 2 when a
+reader failed (its error is shown).
 """
 
 from __future__ import annotations
@@ -25,13 +31,18 @@ import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from adaptive import config as config_module  # noqa: E402
 from adaptive.config import SHIPPED_FILTERS  # noqa: E402
 from adaptive.control.check import CHUNK, chunks  # noqa: E402
 from adaptive.filters.batch import MIN_PART, count_file  # noqa: E402
@@ -45,6 +56,8 @@ import mail_log  # noqa: E402
 RUNS = 3
 GOAL_FAIL2BAN = 30.0   # adaptive's lines/s at least this many times fail2ban's
 GOAL_BARE = 3.0        # the bare loop's lines/s at most this many times adaptive's
+GOAL_METRICS = 0.05    # the daemon with metrics on at most this much slower than with them off
+SCRAPE_EVERY = 0.1     # seconds between scrapes while the daemon reads: 150 times Prometheus' default
 FAIL2BAN_FILTERS = ("postfix[mode=aggressive]", "dovecot")
 _F2B_LINES = re.compile(r"^Lines: (\d+) lines, (\d+) ignored, (\d+) matched, (\d+) missed", re.M)
 
@@ -112,6 +125,47 @@ def _culprit(path: Path, filters: list[Filter], chunk: bytes, base: int, error: 
            f"but on none of its lines alone"
 
 
+def run_daemon(path: Path, metrics: bool) -> dict:
+    """The daemon's loop over the whole file, no kernel; with `metrics`, its endpoint scraped every
+    SCRAPE_EVERY seconds from another thread meanwhile."""
+    from adaptive.daemon import Daemon
+    with tempfile.TemporaryDirectory(prefix="adaptive-bench-") as tmp:
+        listen = ""
+        if metrics:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                listen = f"127.0.0.1:{s.getsockname()[1]}"
+        config = config_module.build({"sources": {"mail": {"path": str(path), "start": "beginning"}},
+                                      "state": {"path": f"{tmp}/state.db"}, "metrics": {"listen": listen}}, {})
+        mtime = os.stat(path).st_mtime
+        daemon = Daemon(config, enforce=False, control=False, clock=lambda: mtime)
+        daemon.start()
+        stop, scrapes = threading.Event(), []
+
+        def scrape() -> None:
+            while not stop.wait(SCRAPE_EVERY):
+                started = time.perf_counter()
+                with urllib.request.urlopen(f"http://{listen}/metrics", timeout=30) as reply:
+                    reply.read()
+                scrapes.append(time.perf_counter() - started)
+        scraper = threading.Thread(target=scrape, daemon=True)
+        try:
+            started = time.perf_counter()
+            if metrics:
+                scraper.start()
+            events = daemon.poll_once()
+            seconds = time.perf_counter() - started
+        finally:
+            stop.set()
+            if metrics:
+                scraper.join(60)
+            lines = daemon.followers[0].engine.counts.lines
+            decisions = sum(v for k, v in daemon.counts.items() if k.startswith("decisions_"))
+            daemon.close()
+    return {"seconds": seconds, "lines": lines, "events": events, "decisions": decisions,
+            "scrapes": len(scrapes), "scrape_seconds": max(scrapes, default=0.0)}
+
+
 def run_bare(path: Path) -> dict:
     """The floor: count the lines of the file in a plain Python loop."""
     started = time.perf_counter()
@@ -156,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lines", type=int, default=1_000_000, help="lines in the generated log (1000000)")
     p.add_argument("--seed", type=int, default=1, help="seed of the generated log (1)")
     p.add_argument("--no-fail2ban", action="store_true", help="skip fail2ban (it takes a minute or so)")
+    p.add_argument("--no-daemon", action="store_true", help="skip the daemon's loop, metrics off and on")
     p.add_argument("--json", action="store_true", help="end with one JSON line of all the figures")
     p.add_argument("--cache", type=Path, default=mail_log.OUT, metavar="DIR",
                    help="where generated logs are kept (bench/out)")
@@ -212,6 +267,24 @@ def main(argv: list[str] | None = None) -> int:
         status_mismatch = True
     out.flush()
 
+    if not args.no_daemon:
+        # Off and on alternate, so that a machine slowing down or warming up weighs on both alike.
+        pairs = [(run_daemon(path, False), run_daemon(path, True)) for _ in range(RUNS)]
+        off, on = _best([p[0] for p in pairs]), _best([p[1] for p in pairs])
+        cost = on["seconds"] / off["seconds"] - 1
+        report["daemon"] = {"off": {**off, "lines_per_s": off["lines"] / off["seconds"],
+                                    "runs": [p[0]["seconds"] for p in pairs]},
+                            "on": {**on, "lines_per_s": on["lines"] / on["seconds"],
+                                   "runs": [p[1]["seconds"] for p in pairs]},
+                            "cost": cost, "scrape_every": SCRAPE_EVERY}
+        out.write(f"daemon    {off['lines'] / off['seconds']:>12,.0f} lines/s  its loop, no kernel, metrics off: "
+                  f"best of {RUNS}: {off['seconds']:.3f} s ({_times([p[0] for p in pairs])}); "
+                  f"{off['events']:,} events, {off['decisions']:,} decisions\n"
+                  f"          {on['lines'] / on['seconds']:>12,.0f} lines/s  metrics on, scraped every "
+                  f"{SCRAPE_EVERY:g} s: best of {RUNS}: {on['seconds']:.3f} s ({_times([p[1] for p in pairs])}); "
+                  f"{on['scrapes']} scrapes, the slowest {on['scrape_seconds'] * 1000:.0f} ms\n")
+        out.flush()
+
     runs = [run_bare(path) for _ in range(RUNS)]
     b = _best(runs)
     b_rate = b["lines"] / b["seconds"]
@@ -252,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     goals["vs_bare"] = {"ratio": x, "goal": GOAL_BARE, "pass": x <= GOAL_BARE}
     out.write(f"{'PASS' if x <= GOAL_BARE else 'FAIL'}      the bare loop is {x:.1f}x adaptive "
               f"(goal: at most {GOAL_BARE:.0f}x); {b_rate / e_rate:.1f}x one engine alone\n")
+    if "daemon" in report:
+        cost = report["daemon"]["cost"]
+        goals["metrics"] = {"cost": cost, "goal": GOAL_METRICS, "pass": cost <= GOAL_METRICS}
+        out.write(f"{'PASS' if cost <= GOAL_METRICS else 'FAIL'}      the daemon with metrics on is "
+                  f"{cost:+.1%} its time with them off (goal: at most {GOAL_METRICS:+.0%})\n")
     report["goals"] = goals
     if status_mismatch:
         status = 2

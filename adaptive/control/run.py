@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from adaptive.control.cli import load_config
     from adaptive.control.socket import ControlSocketError
     from adaptive.daemon import Daemon
+    from adaptive.metrics import MetricsError
     from adaptive.nftables.executor import NftablesError
     from adaptive.notify import JournalFormatter, to_journal
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     daemon = Daemon(config, config_files=args.config or [DEFAULT_CONFIG], dropins=dropins, on_event=on_event)
     try:
         daemon.start()
-    except (NftablesError, ControlSocketError) as e:
+    except (NftablesError, ControlSocketError, MetricsError) as e:
         print(f"adaptive: cannot start: {e}", file=sys.stderr)
         daemon.close()
         return 1

@@ -87,6 +87,7 @@ class Counts:
     matched: Counter = field(default_factory=Counter)   # (filter, rule) -> lines
     ignored: Counter = field(default_factory=Counter)   # (filter, ignore) -> lines
     events: Counter = field(default_factory=Counter)    # kind -> events
+    by_rule: Counter = field(default_factory=Counter)   # (filter, rule, kind) -> events
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +180,7 @@ class Engine:
     def counts(self) -> Counts:
         """The counts so far; per-rule figures are kept in lists on the hot path and gathered here."""
         c = self._counts
-        c.matched, c.ignored, c.events = Counter(), Counter(), Counter()
+        c.matched, c.ignored, c.events, c.by_rule = Counter(), Counter(), Counter(), Counter()
         for b in self._branches:
             if b.ignore is not None:
                 if self._hits[b.index]:
@@ -190,6 +191,7 @@ class Engine:
                 for kind in b.rule.kinds:
                     if self._emitted[b.index]:
                         c.events[kind] += self._emitted[b.index]
+                        c.by_rule[b.filter, b.rule.id, kind] += self._emitted[b.index]
         return c
 
     def export(self) -> dict:

@@ -139,6 +139,15 @@ class Backend:
                 return {}
             return read_counters(self._runner.run(build_list_counters(self.table)))
 
+    def figures(self) -> tuple[dict[str, int], dict[str, Counter]]:
+        """Elements per ban set, and the named counters, from one listing: what the metrics read.
+        Empty if the table does not exist. As slow as `counters()` (0.7 s with 100,000 bans)."""
+        with self._lock, _collector_paused():
+            listing = self._listing(self.table)
+        sizes = {s["name"]: len(s.get("elem", ())) for obj in listing
+                 if (s := obj.get("set")) and BAN_SET.fullmatch(s["name"])}
+        return sizes, read_counters(listing)
+
     # --- internals ---
 
     def _listing(self, table: str, counters: bool = True) -> list[dict]:

@@ -1,0 +1,499 @@
+"""Metrics: what adaptive tells Prometheus about itself, served at `[metrics] listen` (/metrics).
+
+The only module that imports prometheus_client. The hot path pays nothing for it:
+
+- what happens rarely is reported as it happens, through `Metrics`: a decision, a manual ban, a
+  kernel transaction (its duration and size), a ban's latency from its log line to the kernel, an
+  error;
+- what the pipeline already counts is read when Prometheus scrapes. A `Census` (taken on the daemon's
+  thread, through `Daemon.call`) reads each engine's counts, each source's position and the scorer's
+  size; the kernel's figures (bans per set, the drop counters) are read by the scrape thread itself,
+  with a libnftables context of its own, and cached (`Cached`).
+
+Every label is bounded by the configuration or the filters: source, filter, rule, kind, reason,
+outcome, operation, set, family, port. Never an address or a user name; a manual ban's reason is the
+admin's free text, so manual bans are counted apart, without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from prometheus_client import (
+    CollectorRegistry, Histogram, Info, ProcessCollector, disable_created_metrics, start_http_server,
+)
+from prometheus_client import Counter as CounterMetric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from adaptive import __version__
+from adaptive.config import REASONS
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("ban", "suppressed", "dry_run")        # `decisions.Outcome`'s values
+ERRORS = ("nft", "source", "state")
+OPERATIONS = ("apply", "ban", "unban")             # the kernel transactions the daemon makes
+LATENCY_BUCKETS = (.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1.0, 2.0, 5.0, 10.0, 30.0)
+TRANSACTION_BUCKETS = (.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1.0, 2.0, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000, 100000, 500000)
+CENSUS_TIMEOUT = 5.0     # seconds a scrape waits for the daemon's loop before serving the last census
+
+
+class MetricsError(Exception):
+    """The endpoint cannot be served (the address is taken, or not this host's)."""
+
+
+# --- what the daemon reports as it goes ---
+
+class Metrics(Protocol):
+    """What the daemon tells the metrics, at coarse points only: never per line.
+
+    `Exporter` serves them to Prometheus; `NullMetrics` (metrics off, or a test that does not look)
+    drops them.
+    """
+
+    def decision(self, reason: str, outcome: str) -> None:
+        """An automatic decision: its reason (`config.REASONS`) and outcome (`OUTCOMES`)."""
+
+    def manual(self, bans: int = 0, unbans: int = 0) -> None:
+        """Manual bans made and bans lifted through the control socket."""
+
+    def transaction(self, operation: str, seconds: float, size: int) -> None:
+        """One change of the kernel (`OPERATIONS`): how long it took and how many bans it carried."""
+
+    def banned(self, seconds: float, count: int = 1) -> None:
+        """`count` bans are in the kernel, `seconds` after their log lines were read."""
+
+    def error(self, kind: str) -> None:
+        """Something failed (`ERRORS`): the kernel refused a change, a source cannot be read, the
+        state database failed a request."""
+
+    def watch(self, census: Callable[[], Snapshot], kernel: Callable[[], KernelFigures | None]) -> None:
+        """Where to read the scrape-time figures: `census` (which may raise TimeoutError) and `kernel`."""
+
+    def serve(self, listen: str) -> None:
+        """Serve /metrics on "host:port"; MetricsError if that cannot be done."""
+
+    def close(self) -> None:
+        """Stop serving (idempotent)."""
+
+
+class NullMetrics:
+    """Metrics that go nowhere: the daemon's when `[metrics] listen` is empty."""
+
+    def decision(self, reason: str, outcome: str) -> None:
+        pass
+
+    def manual(self, bans: int = 0, unbans: int = 0) -> None:
+        pass
+
+    def transaction(self, operation: str, seconds: float, size: int) -> None:
+        pass
+
+    def banned(self, seconds: float, count: int = 1) -> None:
+        pass
+
+    def error(self, kind: str) -> None:
+        pass
+
+    def watch(self, census: Callable[[], Snapshot], kernel: Callable[[], KernelFigures | None]) -> None:
+        pass
+
+    def serve(self, listen: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# --- what is read at scrape time ---
+
+@dataclass(frozen=True)
+class SourceFigures:
+    """One source's counts since the daemon started (reloads included)."""
+
+    lines: int = 0
+    unparsable: int = 0
+    ignored: Mapping[tuple[str, str], int] = field(default_factory=dict)        # (filter, ignore) -> lines
+    events: Mapping[tuple[str, str, str], int] = field(default_factory=dict)    # (filter, rule, kind) -> events
+    lag: int | None = None          # bytes written to the log and not read yet; None if unknown
+    failing: bool = False           # the source cannot be read now (`FileSource.error`)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The pipeline's own counts at one moment: per source, and the scorer's."""
+
+    sources: Mapping[str, SourceFigures] = field(default_factory=dict)
+    tracked: int = 0                # sources the scorer holds a score for
+    evictions: int = 0              # sources dropped to keep the scorer within max_sources
+
+
+@dataclass(frozen=True)
+class KernelFigures:
+    """adaptive's table as the kernel has it: elements per ban set, and the named counters."""
+
+    bans: Mapping[tuple[str, str], int]            # (set, family) -> elements; family "ipv4" or "ipv6"
+    counters: Mapping[str, tuple[int, int]]        # name -> (packets, bytes): bans, rate_limit_PORT, ...
+    seconds: float = 0.0                           # how long reading them took
+
+
+class _Counts(Protocol):
+    lines: int
+    unparsable: int
+    ignored: Counter
+    by_rule: Counter
+
+
+class _Engine(Protocol):
+    @property
+    def counts(self) -> _Counts: ...
+
+
+class _Position(Protocol):
+    device: int
+    inode: int
+    offset: int
+
+
+class _Source(Protocol):
+    name: str
+    path: Path
+    error: str | None
+
+    @property
+    def position(self) -> _Position | None: ...
+
+
+class _Follower(Protocol):
+    source: _Source
+    engine: _Engine
+
+
+class _Scorer(Protocol):
+    def __len__(self) -> int: ...
+
+    @property
+    def evictions(self) -> int: ...
+
+
+class Census:
+    """Takes `Snapshot`s of the pipeline. Run `take` on the daemon's thread: it reads what the loop
+    changes (engine counts, open files).
+
+        census = Census()
+        snapshot = daemon.call(lambda: census.take(daemon.followers, daemon.scorer))
+
+    A reload gives each source a new engine, and maybe a new scorer: the old one's final counts are
+    carried, so counters never go back. (An engine made and replaced between two snapshots, by two
+    reloads in a row, is missed.)
+    """
+
+    def __init__(self) -> None:
+        self._engines: dict[str, _Engine] = {}
+        self._carried: dict[str, Counter] = {}
+        self._scorer: _Scorer | None = None
+        self._evicted = 0
+
+    def take(self, followers: Iterable[_Follower], scorer: _Scorer) -> Snapshot:
+        sources = {}
+        for f in followers:
+            name = f.source.name
+            known = self._engines.get(name)
+            carried = self._carried.setdefault(name, Counter())
+            if known is not None and known is not f.engine:
+                carried.update(_flat(known.counts))
+            self._engines[name] = f.engine
+            sources[name] = _figures(carried + _flat(f.engine.counts), lag(f.source), f.source.error is not None)
+        if self._scorer is not None and self._scorer is not scorer:
+            self._evicted += self._scorer.evictions
+        self._scorer = scorer
+        return Snapshot(sources, len(scorer), self._evicted + scorer.evictions)
+
+
+def _flat(c: _Counts) -> Counter:
+    flat: Counter = Counter({("lines",): c.lines, ("unparsable",): c.unparsable})
+    flat.update({("ignored", *key): n for key, n in c.ignored.items()})
+    flat.update({("events", *key): n for key, n in c.by_rule.items()})
+    return flat
+
+
+def _figures(flat: Counter, lag: int | None, failing: bool) -> SourceFigures:
+    ignored, events = {}, {}
+    for key, n in flat.items():
+        if key[0] == "ignored":
+            ignored[key[1], key[2]] = n
+        elif key[0] == "events":
+            events[key[1], key[2], str(key[3])] = n
+    return SourceFigures(flat[("lines",)], flat[("unparsable",)], ignored, events, lag, failing)
+
+
+def lag(source: _Source) -> int | None:
+    """Bytes at the source's path not read yet; None while it has no file open or the path is gone.
+    While a rotated file is finished, the new file counts whole (the old one's rest is not known)."""
+    position = source.position
+    if position is None:
+        return None
+    try:
+        st = os.stat(source.path)
+    except OSError:
+        return None
+    if (st.st_dev, st.st_ino) != (position.device, position.inode):
+        return st.st_size
+    return max(0, st.st_size - position.offset)
+
+
+class Cached:
+    """A slow read, done again only once its value is older than `every` seconds, or than `factor`
+    times as long as the read took: with 100,000 bans the kernel takes 0.7 s to list them, and
+    scrapes then read it at most every 7 s. Thread-safe: concurrent scrapes wait for one read."""
+
+    def __init__(self, read: Callable[[], Any], every: float = 1.0, factor: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self._read, self.every, self.factor, self._clock = read, every, factor, clock
+        self._lock = threading.Lock()
+        self._value: Any = None
+        self._at: float | None = None
+        self._took = 0.0
+
+    def __call__(self) -> Any:
+        with self._lock:
+            now = self._clock()
+            if self._at is None or now - self._at >= max(self.every, self.factor * self._took):
+                try:
+                    self._value = self._read()
+                except BaseException:
+                    self._value = None       # no stale figures after a failure
+                    raise
+                finally:
+                    self._took = self._clock() - now
+                    self._at = now
+            return self._value
+
+
+# --- the Prometheus side ---
+
+class Exporter:
+    """adaptive's metrics in a prometheus_client registry, and the HTTP endpoint that serves them.
+
+        exporter = Exporter(CollectorRegistry())
+        exporter.watch(census=..., kernel=...)     # the scrape-time figures (see the module)
+        exporter.serve("127.0.0.1:9469")           # MetricsError if it cannot listen there
+        exporter.close()
+
+    Give each test its own registry. The metric names and what they mean are in the README.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, version: str = __version__,
+                 kernel_every: float = 1.0, process: bool = True):
+        # No `_created` series: Prometheus' text format shows them as gauges of their own, one beside
+        # every counter, and nothing here needs them. (A setting of the library, for the process.)
+        disable_created_metrics()
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        self._decisions = CounterMetric(
+            "adaptive_decisions", "Automatic decisions, by reason and outcome (ban, suppressed: the "
+            "target is protected, dry_run: recorded, not enforced).", ["reason", "outcome"], registry=r)
+        for reason in REASONS:
+            if reason != "manual":
+                for outcome in OUTCOMES:
+                    self._decisions.labels(reason, outcome)
+        self._manual_bans = CounterMetric("adaptive_manual_bans", "Bans made with `adaptive ban`.", registry=r)
+        self._manual_unbans = CounterMetric("adaptive_manual_unbans", "Bans lifted with `adaptive unban`.",
+                                            registry=r)
+        self._latency = Histogram(
+            "adaptive_ban_latency_seconds", "From the read of a log line to the kernel transaction that "
+            "banned its source.", buckets=LATENCY_BUCKETS, registry=r)
+        self._duration = Histogram(
+            "adaptive_nft_transaction_duration_seconds", "Duration of each change of the kernel: apply "
+            "(the whole table), ban, unban.", ["operation"], buckets=TRANSACTION_BUCKETS, registry=r)
+        self._batch = Histogram(
+            "adaptive_nft_batch_size", "Bans carried by each change of the kernel.", ["operation"],
+            buckets=BATCH_BUCKETS, registry=r)
+        for operation in OPERATIONS:
+            self._duration.labels(operation)
+            self._batch.labels(operation)
+        self._errors = CounterMetric(
+            "adaptive_errors", "Failures: nft (the kernel refused a change), source (a log became "
+            "unreadable), state (the state database failed a request).", ["kind"], registry=r)
+        for kind in ERRORS:
+            self._errors.labels(kind)
+        Info("adaptive_build", "The running adaptive.", registry=r).info({"version": version})
+        if process:
+            ProcessCollector(registry=r)
+        self._census: Callable[[], Snapshot] | None = None
+        self._kernel: Cached | None = None
+        self._kernel_every = kernel_every
+        self._last = Snapshot()
+        self._kernel_failure: str | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        r.register(_Scraped(self))
+
+    # --- reported ---
+
+    def decision(self, reason: str, outcome: str) -> None:
+        self._decisions.labels(reason if reason in REASONS else "other", outcome).inc()
+
+    def manual(self, bans: int = 0, unbans: int = 0) -> None:
+        if bans:
+            self._manual_bans.inc(bans)
+        if unbans:
+            self._manual_unbans.inc(unbans)
+
+    def transaction(self, operation: str, seconds: float, size: int) -> None:
+        self._duration.labels(operation).observe(seconds)
+        self._batch.labels(operation).observe(size)
+
+    def banned(self, seconds: float, count: int = 1) -> None:
+        for _ in range(count):
+            self._latency.observe(seconds)
+
+    def error(self, kind: str) -> None:
+        self._errors.labels(kind).inc()
+
+    # --- read at scrape time ---
+
+    def watch(self, census: Callable[[], Snapshot], kernel: Callable[[], KernelFigures | None]) -> None:
+        self._census = census
+        self._kernel = Cached(kernel, every=self._kernel_every)
+
+    def snapshot(self) -> Snapshot:
+        """The pipeline's census now, or the last one if the loop is too busy to answer in time."""
+        if self._census is not None:
+            try:
+                self._last = self._census()
+            except TimeoutError:
+                log.debug("metrics: the daemon's loop did not answer in time; serving the last census")
+        return self._last
+
+    def kernel(self) -> KernelFigures | None:
+        """The kernel's figures (cached), or None if they cannot be read (logged once per problem)."""
+        if self._kernel is None:
+            return None
+        try:
+            figures = self._kernel()
+        except Exception as e:
+            if str(e) != self._kernel_failure:
+                log.warning("metrics: cannot read the kernel's figures: %s", e)
+            self._kernel_failure = str(e)
+            return None
+        self._kernel_failure = None
+        return figures
+
+    # --- the endpoint ---
+
+    def serve(self, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        host = host.strip("[]")
+        try:
+            self._server, self._thread = start_http_server(int(port), host, registry=self.registry)
+        except (OSError, ValueError) as e:
+            why = getattr(e, "strerror", None) or str(e)
+            raise MetricsError(f"metrics.listen = {listen!r}: cannot serve metrics there: {why}") from None
+        log.info("metrics on http://%s/metrics", listen)
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """Where the endpoint listens (the port chosen, when 0 was given), or None."""
+        return None if self._server is None else self._server.server_address[:2]
+
+    def close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            if self._thread is not None:
+                self._thread.join(5)
+
+
+class _Scraped(Collector):
+    """The families read at scrape time (see the module)."""
+
+    def __init__(self, exporter: Exporter):
+        self._exporter = exporter
+
+    def describe(self) -> list[Metric]:
+        return []     # unchecked names: registering must not take a census
+
+    def collect(self) -> Iterator[Metric]:
+        yield from census_families(self._exporter.snapshot())
+        kernel = self._exporter.kernel()
+        if kernel is not None:
+            yield from kernel_families(kernel)
+
+
+def census_families(s: Snapshot) -> Iterator[Metric]:
+    """The metric families of a census."""
+    lines = CounterMetricFamily("adaptive_lines", "Log lines read, per source.", labels=["source"])
+    unparsable = CounterMetricFamily(
+        "adaptive_lines_unparsable", "Lines in no known log format (no timestamp, an unknown prefix), "
+        "per source.", labels=["source"])
+    ignored = CounterMetricFamily("adaptive_lines_ignored", "Lines an ignore pattern pinned as harmless, "
+                                  "per source, filter and ignore id.", labels=["source", "filter", "rule"])
+    events = CounterMetricFamily("adaptive_events", "Events, per source, filter, rule and kind.",
+                                 labels=["source", "filter", "rule", "kind"])
+    behind = GaugeMetricFamily("adaptive_source_lag_bytes", "Bytes written to the log and not read yet, "
+                               "per source.", labels=["source"])
+    failing = GaugeMetricFamily("adaptive_source_failing", "1 while the source cannot be read "
+                                "(see the daemon's log), per source.", labels=["source"])
+    for name, f in s.sources.items():
+        lines.add_metric([name], f.lines)
+        unparsable.add_metric([name], f.unparsable)
+        for (flt, rule), n in sorted(f.ignored.items()):
+            ignored.add_metric([name, flt, rule], n)
+        for (flt, rule, kind), n in sorted(f.events.items()):
+            events.add_metric([name, flt, rule, kind], n)
+        if f.lag is not None:
+            behind.add_metric([name], f.lag)
+        failing.add_metric([name], int(f.failing))
+    yield from (lines, unparsable, ignored, events, behind, failing)
+    yield GaugeMetricFamily("adaptive_scoring_sources", "Source addresses (IPv6: prefixes) the scorer "
+                            "holds a score for.", value=s.tracked)
+    yield CounterMetricFamily("adaptive_scoring_evictions", "Sources dropped to keep the scorer within "
+                              "scoring.max_sources.", value=s.evictions)
+
+
+# The table's named counters (`nftables.ruleset.counter_names`) and the families they feed.
+_DROPS = {
+    "bans": ("adaptive_ban_dropped", "by the ban rule (or rejected, with nftables.action = reject)"),
+    "conn_limit": ("adaptive_conn_limit_dropped", "over rate_limit.conn_limit concurrent connections"),
+    "closed": ("adaptive_closed_port_dropped", "to closed ports, in whole-host mode"),
+    "outbound": ("adaptive_outbound_dropped", "by the outbound SMTP restriction (new connections)"),
+}
+_RATE_LIMIT = "rate_limit_"
+
+
+def kernel_families(k: KernelFigures) -> Iterator[Metric]:
+    """The metric families of the kernel's figures."""
+    bans = GaugeMetricFamily("adaptive_bans", "Bans live in the kernel, per ban set and family.",
+                             labels=["set", "family"])
+    for (name, family), n in sorted(k.bans.items()):
+        bans.add_metric([name, family], n)
+    yield bans
+    ports = [(int(name[len(_RATE_LIMIT):]), value) for name, value in k.counters.items()
+             if name.startswith(_RATE_LIMIT) and name[len(_RATE_LIMIT):].isdigit()]
+    if ports:
+        for i, unit in enumerate(("packets", "bytes")):
+            family = CounterMetricFamily(f"adaptive_rate_limit_dropped_{unit}", f"{unit.capitalize()} of "
+                                         "new connections dropped over a port's rate limit, per port.",
+                                         labels=["port"])
+            for port, value in sorted(ports):
+                family.add_metric([str(port)], value[i])
+            yield family
+    for name, (prefix, what) in _DROPS.items():
+        if name in k.counters:
+            for i, unit in enumerate(("packets", "bytes")):
+                yield CounterMetricFamily(f"{prefix}_{unit}", f"{unit.capitalize()} dropped {what}.",
+                                          value=k.counters[name][i])
+    yield GaugeMetricFamily("adaptive_kernel_read_duration_seconds", "How long the last read of the "
+                            "kernel's figures took (they are read again at most every max(1 s, 10 times "
+                            "that)).", value=k.seconds)
