@@ -159,7 +159,9 @@ class State:
         Return how many. Cheap per call (two statements, `executemany`), so a decision can be
         recorded as it is made, and 100,000 at once (adopting the kernel's bans) take well under a second.
         """
-        rows = [(r.target, r.start, r.end, r.reason, r.score, json.dumps(r.rules, separators=(",", ":")),
+        # A manual ban has no rules: "{}" without json.dumps is a third of a 100,000-ban import.
+        rows = [(r.target, r.start, r.end, r.reason, r.score,
+                 json.dumps(r.rules, separators=(",", ":")) if r.rules else "{}",
                  r.user, r.count, r.origin, r.outcome) for r in records]
         if not rows:
             return 0
