@@ -600,3 +600,20 @@ def test_windows_count_what_counting_by_hand_does(steps, limit):
         assert names.add(t, key, item) == expect and names.count(key) == different
         if expect:
             reported["names"].add(key)
+
+
+def test_forgive_keeps_the_attempts_already_counted():
+    """Unbanned mid-connection, a guesser's held connections close and Dovecot writes their summaries
+    then: the attempts their per-attempt lines counted must not count again."""
+    from adaptive.events import Event, Kind
+    s = scorer()
+    t0 = 1_800_000_000.0
+    attempt = lambda t: Event(t0 + t, "dovecot", "dovecot", "auth-password-mismatch", Kind.AUTH_FAILURE,
+                              IP, "bob", None, 1)
+    summary = lambda t: Event(t0 + t, "dovecot", "dovecot", "login-auth-failed", Kind.AUTH_FAILURE,
+                              IP, "bob", None, 1)
+    offences = feed(s, *(attempt(i) for i in range(5)))
+    assert [o.reason for o in offences] == ["score"]
+    s.forgive(IP)                                            # the admin unbans it
+    assert feed(s, *(summary(10 + i) for i in range(5))) == []
+    assert s.explain(IP)["score"] == 0.0

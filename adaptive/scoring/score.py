@@ -67,6 +67,7 @@ SHIPPED_TALLIES: dict[str, str] = {
     "dovecot/auth-password-mismatch": "auth",
     "dovecot/auth-unknown-user": "auth",
     "dovecot/auth-pam-failure": "auth",
+    "dovecot/auth-username-disallowed": "auth",
     "dovecot/login-auth-failed": "summary",
     "postfix/sasl-auth-failed": "sasl",
 }
@@ -348,16 +349,17 @@ class Scorer:
     def forgive(self, target: str) -> None:
         """Forget what the source (or every source in the prefix) did: scores and windows reset.
 
-        For an unban: the target starts afresh. ValueError for a target that is no address or prefix.
+        For an unban: the target starts afresh, but for the attempts already counted, whose late
+        summaries must not count them again. ValueError for a target that is no address or prefix.
         """
         low, high = self.keys.parse(target)
         table = self.table
         if low == high:
             if low in table.index:
-                table.drop(low)
+                table.forgive(low)
         else:
             for key in [k for k in table.index if low <= k <= high]:
-                table.drop(key)
+                table.forgive(key)
         for window in (self.spam, self.harvest, self.dictionary, self.accounts):
             window.forget(low, high)
 

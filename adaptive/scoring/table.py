@@ -106,6 +106,20 @@ class Table:
         self.index[key] = s
         return s
 
+    def forgive(self, key: int) -> None:
+        """Forgive a source: forget it, unless it holds tallies of attempts already counted whose
+        summaries are still due (Dovecot writes one when each held connection finally closes): then
+        its scores, offences and rules go back to nothing and the tallies stay, so those summaries do
+        not count the attempts again."""
+        s = self.index[key]
+        if not self.pending[s]:     # a SASL line pairs within seconds, never after an unban
+            self.drop(key)
+            return
+        self.score[s] = self.fixed[s] = self.slow[s] = self.slow_fixed[s] = 0.0
+        self.flags[s] = 0
+        self.rule[s] = self.rule2[s] = NO_RULE
+        self.hits[s] = self.hits2[s] = 0
+
     def drop(self, key: int) -> None:
         """Forget a source; its slot is reused later."""
         s = self.index.pop(key)
