@@ -466,7 +466,12 @@ class _Handler:
                    "origin": record.origin, "rules": record.rules, "score": record.score}
         target = record.target if record is not None else (scored or {}).get("target", address)
         entry = allowlisted(address, d.config.allowlist.addresses)
-        return {"target": target, "ban": ban, "scoring": scored,
+        # The scorer keeps each source's leading rules, not every event; a ban keeps those that made it.
+        rules = dict((scored or {}).get("rules") or {})
+        if ban is not None:
+            for rule, count in (ban.get("rules") or {}).items():
+                rules[rule] = max(count, rules.get(rule, 0))
+        return {"target": target, "ban": ban, "scoring": scored, "rules": rules,
                 "score": None if scored is None else scored.get("score"),
                 "threshold": d.config.scoring.threshold,
                 "history": d.state.history(target),

@@ -77,8 +77,7 @@ class FakeHandler:
         self._record("explain", address)
         return {"target": address, "ban": {"reason": "auth failures", "left": 3600, "origin": "automatic"},
                 "score": 12.5, "threshold": 10,
-                "events": [{"time": 1764000000, "kind": "auth_failure", "rule": "postfix/sasl-auth-failed",
-                            "user": "bob", "weight": 2}],
+                "rules": {"postfix/sasl-auth-failed": 12, "dovecot/login-auth-failed": 3},
                 "history": [{"start": 1763900000, "duration": 3600, "origin": "automatic", "reason": "x"}],
                 "allowlisted": None}
 
@@ -492,9 +491,10 @@ def test_explain(server, handler):
     lines = human.stdout.splitlines()
     assert lines[0] == "192.0.2.7 is banned: auth failures, 1h left (automatic)"
     assert lines[1] == "score 12.5 (a ban at 10)"
-    assert lines[2] == "recent events: 1"
-    assert "auth_failure  postfix/sasl-auth-failed  user='bob'  +2" in lines[3]
-    assert lines[4] == "past bans: 1" and "1h  automatic  x" in lines[5]
+    assert lines[2] == "rules that made it: 2"
+    assert lines[3].split() == ["12", "postfix/sasl-auth-failed"]
+    assert lines[4].split() == ["3", "dovecot/login-auth-failed"]
+    assert lines[5] == "past bans: 1" and "1h  automatic  x" in lines[6]
     assert handler.calls == [("explain", "192.0.2.7")]
     assert adaptive("explain", "nope", "--socket", str(server.path)).returncode == 2
     assert json.loads(adaptive("explain", "192.0.2.7", "--json", "--socket", str(server.path)).stdout)["score"] == 12.5

@@ -45,16 +45,14 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"{target} is not banned\n")
     if result.get("allowlisted"):
         out.write(f"allowlisted by {result['allowlisted']}: never banned automatically\n")
-    if "score" in result:
+    if result.get("score") is not None:
         threshold = result.get("threshold")
         out.write(f"score {result['score']:g}" + (f" (a ban at {threshold:g})" if threshold is not None else "")
                   + "\n")
-    events = result.get("events", [])
-    out.write(f"recent events: {len(events) or 'none'}\n")
-    for e in events:
-        out.write(f"  {_when(e.get('time'))}  {e.get('kind', '?')}  {e.get('rule', '')}"
-                  + (f"  user={e['user']!r}" if e.get("user") else "")
-                  + (f"  +{e['weight']:g}" if isinstance(e.get("weight"), (int, float)) else "") + "\n")
+    rules = result.get("rules") or {}
+    out.write(f"rules that made it: {len(rules) or 'none'}\n")
+    for rule, count in sorted(rules.items(), key=lambda kv: (-kv[1], kv[0])):
+        out.write(f"  {count:>6}  {rule}\n")
     history = result.get("history", [])
     out.write(f"past bans: {len(history) or 'none'}\n")
     for h in history:

@@ -89,8 +89,8 @@ class ControlHandler(Protocol):
 
     def explain(self, address: str) -> dict:
         """Why `address` (or a prefix) is or is not banned: {"target", "ban" (None, or {"reason",
-        "left", "origin"}), "score", "threshold", "events": [{"time", "kind", "rule", "user",
-        "weight"}...] (the recent ones that make the score), "history": [{"start", "duration",
+        "left", "origin"}), "score", "threshold", "rules": {"filter/rule": events} (those that made the
+        score, or the ban), "history": [{"start", "duration",
         "reason", "origin"}...] (past bans), "allowlisted" (the entry that covers it, or None)}."""
         ...
 
