@@ -34,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JournalFormatter("%(name)s: %(message)s") if to_journal()
                          else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    if args.verbose:
+        # adaptive's own debug lines only: watchdog's would log every file event, stderr's own too
+        logging.getLogger("adaptive").setLevel(logging.DEBUG)
     config = load_config(args)
     event_log = logging.getLogger("adaptive.events")
 
