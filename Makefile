@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 CONFIG ?= conf/adaptive.toml
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench demo clean
 
 setup:
 	./setup.sh
@@ -13,12 +13,14 @@ run: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Each benchmark prints its own figures; nft.py runs in a network namespace of its own.
+# Every benchmark (their figures on stderr as they run), then one table of them on stdout.
+# nft.py and latency.py run in network namespaces of their own.
 bench: setup
-	$(PY) bench/parse.py
-	$(PY) bench/nft.py
-	$(PY) bench/scoring.py
-	$(PY) bench/latency.py
+	$(PY) bench/table.py
+
+# The scene of the end-to-end tests, attacked while it prints what happens; torn down at the end.
+demo: setup
+	$(PY) tests/demo.py
 
 clean:
 	rm -rf .venv .pytest_cache build *.egg-info

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import secrets
 import statistics
 import subprocess
@@ -40,7 +41,7 @@ def timed(func) -> float:
     return time.perf_counter() - start
 
 
-def inside(bans: int, processes: int, runs: int) -> int:
+def inside(bans: int, processes: int, runs: int, as_json: bool = False) -> int:
     sys.path.insert(0, str(REPO))
     from adaptive import config as config_module
     from adaptive.nftables import Backend, Ban, Executor
@@ -101,6 +102,10 @@ def inside(bans: int, processes: int, runs: int) -> int:
           f"({batched:.3f} s; {validate + batched:.3f} s with validation); restore under {GOAL_SECONDS:.0f} s: "
           f"{verdict[restored < GOAL_SECONDS]} ({restored:.3f} s); at least {GOAL_RATIO}x: "
           f"{verdict[ratio >= GOAL_RATIO]} ({ratio:,.0f}x; {end_to_end:,.0f}x with validation)")
+    if as_json:
+        print(json.dumps({"bans": bans, "batched_seconds": batched, "bans_per_s": bans / batched,
+                          "validate_seconds": validate, "restore_seconds": restored,
+                          "process_bans_per_s": process_rate, "ratio": ratio}))
     return 0
 
 
@@ -109,16 +114,17 @@ def main() -> int:
     parser.add_argument("--bans", type=int, default=100_000)
     parser.add_argument("--processes", type=int, default=1_000)
     parser.add_argument("--runs", type=int, default=3, help="runs of each marked figure; the median counts")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inside:
-        return inside(args.bans, args.processes, args.runs)
+        return inside(args.bans, args.processes, args.runs, args.json)
     namespace = f"adt-bench-{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", namespace], check=True)
     try:
         return subprocess.run(["ip", "netns", "exec", namespace, sys.executable, __file__, "--inside",
                                "--bans", str(args.bans), "--processes", str(args.processes),
-                               "--runs", str(args.runs)]).returncode
+                               "--runs", str(args.runs), *(["--json"] if args.json else [])]).returncode
     finally:
         subprocess.run(["ip", "netns", "delete", namespace], check=False)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import sys
 import time
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sources", type=int, default=1_000_000, help="distinct sources (1000000)")
     p.add_argument("--cache", type=Path, default=mail_log.OUT, metavar="DIR",
                    help="where generated logs are kept (bench/out)")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = p.parse_args(argv)
     out = sys.stdout
     cfg = config.load([SHIPPED], dropins=None)
@@ -200,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
               f"goal at least {GOAL_RATE:,}\n")
     out.write(f"{'PASS' if bytes_ok else 'FAIL'}  {m['per_source']:,.0f} bytes per tracked source, "
               f"goal at most {GOAL_BYTES}\n")
+    if args.json:
+        out.write(json.dumps({"scoring_events_per_s": best["rate"], "events_per_s": through["rate"],
+                              "bytes_per_source": m["per_source"], "sources": m["tracked"]}) + "\n")
     return 0
 
 

@@ -1,0 +1,78 @@
+"""Every benchmark, then one table: what `make bench` prints.
+
+    .venv/bin/python bench/table.py
+
+Runs `parse.py`, `latency.py`, `nft.py` and `scoring.py`, each with `--json` (their own output goes to
+stderr as they run, so progress shows), and prints their figures side by side with fail2ban's (or one
+`nft` process per ban) and the ratios, as a Markdown table the README can hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def run(script: str, *args: str) -> dict:
+    """A benchmark's figures: the JSON object on the last line it prints."""
+    done = subprocess.run([sys.executable, str(HERE / script), "--json", *args], stdout=subprocess.PIPE,
+                          text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    sys.stderr.write(done.stdout)
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"bench/{script} failed (exit {done.returncode})")
+    return json.loads(lines[-1])
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+
+
+def main() -> int:
+    parse = run("parse.py")
+    latency = run("latency.py")
+    nft = run("nft.py")
+    scoring = run("scoring.py")
+    a, f = parse["adaptive"]["lines_per_s"], parse.get("fail2ban", {}).get("lines_per_s")
+    la, lf = latency["adaptive"]["latency"], latency.get("fail2ban", {}).get("latency")
+    rows = [
+        ("parse, lines/s (`adaptive check`)", f"{a:,.0f}", f"{f:,.0f}" if f else "–",
+         f"{a / f:,.1f}×" if f else "–"),
+        ("parse, lines/s (one engine: the daemon)", f"{parse['engine']['lines_per_s']:,.0f}",
+         f"{f:,.0f}" if f else "–", f"{parse['engine']['lines_per_s'] / f:,.1f}×" if f else "–"),
+        ("log line → kernel ban, p50", f"{la['median'] * 1000:.1f} ms",
+         f"{lf['median'] * 1000:.0f} ms" if lf else "–", f"{lf['median'] / la['median']:,.0f}×" if lf else "–"),
+        ("log line → kernel ban, p99", f"{la['p99'] * 1000:.1f} ms",
+         f"{lf['p99'] * 1000:.0f} ms" if lf else "–", f"{lf['p99'] / la['p99']:,.0f}×" if lf else "–"),
+        (f"bans/s, {nft['bans']:,} in one batch (vs one `nft` process per ban)", f"{nft['bans_per_s']:,.0f}",
+         f"{nft['process_bans_per_s']:,.0f}", f"{nft['ratio']:,.0f}×"),
+        (f"restore {nft['bans']:,} bans into a fresh table", f"{nft['restore_seconds']:.2f} s", "", ""),
+        ("events/s through scoring and decisions", f"{scoring['events_per_s']:,.0f}", "", ""),
+        (f"memory per tracked source ({scoring['sources']:,} tracked)", f"{scoring['bytes_per_source']:.0f} B",
+         "", ""),
+    ]
+    restore = latency.get("adaptive", {}).get("restore", {}).get("seconds")
+    if restore:
+        rows.append(("daemon start-up restoring 100,000 bans", f"{restore:.2f} s", "", ""))
+    print(f"\nMeasured on {machine()}.\n")
+    print("| figure | adaptive | fail2ban / one process | ratio |")
+    print("|---|---:|---:|---:|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
