@@ -23,6 +23,7 @@ import pytest
 
 from adaptive import config
 from adaptive.daemon import Daemon
+from configs import write_local
 from netns import PYTHON, Namespaces, connect, serve, wait_for
 
 SHIPPED = Path(__file__).resolve().parent.parent / "conf" / "adaptive.toml"
@@ -37,22 +38,6 @@ def now_fail(ip: str) -> str:
     return fail(ip, time.strftime("%b %d %H:%M:%S"))
 
 
-def make_config(tmp_path: Path, start: str = "beginning", extra: str = "") -> Path:
-    local = tmp_path / "local.toml"
-    local.write_text(f"""
-[sources.mail]
-path = "{tmp_path / 'mail.log'}"
-start = "{start}"
-[state]
-path = "{tmp_path / 'state.db'}"
-[control]
-socket = "{tmp_path / 'control.sock'}"
-[metrics]
-listen = ""
-{extra}""")
-    return local
-
-
 def append(path: Path, text: str) -> None:
     with open(path, "a") as f:
         f.write(text)
@@ -61,7 +46,7 @@ def append(path: Path, text: str) -> None:
 # --- the pipeline without the kernel ---
 
 def offline(tmp_path: Path, seen: list[str], start: str = "beginning") -> Daemon:
-    cfg = config.load([SHIPPED, make_config(tmp_path, start)], dropins=None)
+    cfg = config.load([SHIPPED, write_local(tmp_path, start=start)], dropins=None)
     daemon = Daemon(cfg, enforce=False, control=False, on_event=lambda e: seen.append(e.ip))
     daemon.start()
     return daemon
@@ -128,7 +113,7 @@ class Scene:
         self.tmp = tmp_path
         self.log = tmp_path / "mail.log"
         self.log.touch()
-        self.local = make_config(tmp_path)
+        self.local = write_local(tmp_path)
         self.socket = tmp_path / "control.sock"
         self.proc: subprocess.Popen | None = None
         self.stderr = tmp_path / "daemon.err"

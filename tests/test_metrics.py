@@ -25,6 +25,7 @@ from adaptive.daemon import Daemon, _Handler
 from adaptive.metrics import OUTCOMES, Cached, Census, Exporter, KernelFigures, MetricsError, Snapshot, lag
 from adaptive.nftables.executor import NftablesError
 from adaptive.state import StateError
+from configs import write_local
 from netns import PYTHON, Namespaces, serve, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,29 +77,13 @@ class FakeBackend:
         return len(entries)
 
 
-def write_config(tmp_path: Path, extra: str = "") -> Path:
-    local = tmp_path / "local.toml"
-    local.write_text(f"""
-[sources.mail]
-path = "{tmp_path / 'mail.log'}"
-start = "beginning"
-[state]
-path = "{tmp_path / 'state.db'}"
-[control]
-socket = "{tmp_path / 'control.sock'}"
-[metrics]
-listen = ""
-{extra}""")
-    return local
-
-
 class Rig:
     """A daemon (no kernel, or a fake one) whose metrics go to a registry of the test's own."""
 
     def __init__(self, tmp_path: Path, extra: str = "", backend: FakeBackend | None = None):
         self.log = tmp_path / "mail.log"
         self.log.touch()
-        self.local = write_config(tmp_path, extra)
+        self.local = write_local(tmp_path, extra=extra)
         cfg = config.load([SHIPPED, self.local], dropins=None)
         self.registry = CollectorRegistry()
         self.exporter = Exporter(self.registry, process=False)
@@ -438,7 +423,7 @@ def test_an_address_in_use_is_a_start_up_error_naming_it(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         listen = f"127.0.0.1:{taken.getsockname()[1]}"
-        local = write_config(tmp_path)
+        local = write_local(tmp_path)
         local.write_text(local.read_text().replace('listen = ""', f'listen = "{listen}"'))
         cfg = config.load([SHIPPED, local], dropins=None)
         assert cfg.metrics.listen == listen
@@ -450,7 +435,7 @@ def test_an_address_in_use_is_a_start_up_error_naming_it(tmp_path):
 
 def test_the_daemon_serves_at_the_configured_address_until_closed(tmp_path):
     port = free_port()
-    local = write_config(tmp_path)
+    local = write_local(tmp_path)
     local.write_text(local.read_text().replace('listen = ""', f'listen = "127.0.0.1:{port}"'))
     (tmp_path / "mail.log").write_text(fail("203.0.113.1"))
     cfg = config.load([SHIPPED, local], dropins=None)
@@ -476,7 +461,7 @@ def test_the_daemon_serves_at_the_configured_address_until_closed(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root for a network namespace")
 def test_adaptive_run_on_a_taken_address_stops_before_touching_the_kernel(tmp_path):
-    local = write_config(tmp_path)
+    local = write_local(tmp_path)
     local.write_text(local.read_text().replace('listen = ""', 'listen = "127.0.0.1:9469"'))
     with Namespaces("adm") as nets:
         ns = nets.add("srv")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from configs import write_local
 from netns import PYTHON, Namespaces, connect, serve, wait_for
 from test_metrics import dashboard, exprs
 
@@ -81,18 +82,9 @@ def substitute(expr: str) -> str:
 
 
 def test_every_dashboard_expression_returns_data_from_a_real_prometheus(tmp_path):
-    log, local = tmp_path / "mail.log", tmp_path / "local.toml"
+    log = tmp_path / "mail.log"
     log.touch()
-    local.write_text(f"""
-[sources.mail]
-path = "{log}"
-start = "beginning"
-[state]
-path = "{tmp_path / 'state.db'}"
-[control]
-socket = "{tmp_path / 'control.sock'}"
-[metrics]
-listen = "{METRICS}"
+    local = write_local(tmp_path, listen=METRICS, extra=f"""
 [rate_limit]
 ports = [{{ port = 25, rate = "1/minute", burst = 2 }}, {{ port = 143, rate = "1/minute", burst = 2 }}]
 [outbound]
