@@ -10,8 +10,6 @@ stderr as they run, so progress shows), and prints their figures side by side wi
 from __future__ import annotations
 
 import json
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -31,13 +29,9 @@ def run(script: str, *args: str) -> dict:
 
 
 def machine() -> str:
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+    from parse import machine as described   # bench/ is on the path: this script runs from it
+    m = described()
+    return f"{m['cpu']}, {m['cores']} cores, {m['python']}"
 
 
 def main() -> int:

@@ -19,6 +19,7 @@ import json
 import os
 import pickle
 import secrets
+import shutil
 import select
 import socket
 import struct
@@ -54,6 +55,21 @@ while True:
     out.write(struct.pack(">I", len(data)) + data)
     out.flush()
 """
+
+
+def missing(*tools: str) -> str:
+    """Why tests in network namespaces cannot run here ("" if they can): root, iproute2, nft and
+    python3-nftables, plus `tools` (binaries a test file needs besides). The reason goes to the skip."""
+    if os.geteuid() != 0:
+        return "needs root for network namespaces"
+    for tool in ("ip", "nft", *tools):
+        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
+            return f"needs {tool}, which is not installed"
+    try:
+        import nftables  # noqa: F401  (only to know whether the kernel can be driven)
+    except ImportError:
+        return "needs python3-nftables"
+    return ""
 
 
 def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -9,29 +9,19 @@ in the warm-up trial (a daemon that does not enforce bans).
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from netns import missing
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 TRIALS, RESTORE, F2B_RESTORE = 3, 1_000, 30
 
-try:
-    import nftables  # noqa: F401  (only to know whether the benchmark can run)
-    _missing = ""
-except ImportError:
-    _missing = "python3-nftables is not installed"
-if os.geteuid() != 0:
-    _missing = "needs root for network namespaces"
-elif shutil.which("ip") is None:
-    _missing = "needs iproute2"
-elif shutil.which("fail2ban-server") is None:
-    _missing = "fail2ban is not installed"
+_missing = missing("fail2ban-server")
 pytestmark = pytest.mark.skipif(bool(_missing), reason=_missing)
 
 

@@ -10,8 +10,6 @@ refused and the old one keeps running; the socket refuses strangers and answers 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +22,7 @@ import pytest
 from adaptive import config
 from adaptive.daemon import Daemon
 from configs import write_local
-from netns import PYTHON, Namespaces, connect, serve, wait_for
+from netns import PYTHON, Namespaces, connect, missing, serve, wait_for
 
 SHIPPED = Path(__file__).resolve().parent.parent / "conf" / "adaptive.toml"
 FAIL = "{when} mx postfix/smtpd[1]: warning: unknown[{ip}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n"
@@ -90,11 +88,7 @@ def test_five_failures_make_a_recorded_ban(tmp_path):
 
 # --- the daemon in a real kernel ---
 
-_missing = ""
-if os.geteuid() != 0:
-    _missing = "needs root for network namespaces"
-elif shutil.which("ip") is None or shutil.which("nft") is None:
-    _missing = "needs iproute2 and nft"
+_missing = missing()
 kernel = pytest.mark.skipif(bool(_missing), reason=_missing)
 
 SRV = ["192.0.2.1/24", "fd00::1/64"]

@@ -16,23 +16,16 @@ and Postfix gives up on its auth server after 10 s.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 
 import pytest
 
-from netns import connect, wait_for
+from netns import connect, missing, wait_for
 from scene import (ACCOUNT_MESSAGES, ALLOWLISTED, DOMAIN, ELSEWHERE4, MAIL4, RATE, RELAY4, SPAM_LIMIT, USERS,
                    Scene, end_flood, flood, imap_login, server_for, smtp_login, smtp_send, target, together)
 
-_missing = ""
-if os.geteuid() != 0:
-    _missing = "needs root (network namespaces, Postfix, Dovecot)"
-else:
-    for _tool in ("ip", "nft", "postfix", "dovecot", "openssl"):
-        if shutil.which(_tool) is None and not os.path.exists(f"/usr/sbin/{_tool}"):
-            _missing = f"{_tool} is not installed"
+_missing = missing("postfix", "dovecot", "openssl")
 if _missing:
     print(f"test_e2e: skipped: {_missing}")
 pytestmark = pytest.mark.skipif(bool(_missing), reason=_missing)

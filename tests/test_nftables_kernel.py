@@ -8,25 +8,15 @@ namespace the tests run in is never touched.
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from netns import Namespace, Namespaces, connect, release, serve, wait_for
+from netns import Namespace, Namespaces, connect, missing, release, serve, wait_for
 
-try:
-    import nftables  # noqa: F401  (only to know whether the tests can run)
-    _missing = ""
-except ImportError:
-    _missing = "python3-nftables is not installed"
-if os.geteuid() != 0:
-    _missing = "needs root for network namespaces"
-elif shutil.which("ip") is None or shutil.which("nft") is None:
-    _missing = "needs iproute2 and nft"
+_missing = missing()
 pytestmark = pytest.mark.skipif(bool(_missing), reason=_missing)
 
 SRV = ["192.0.2.1/24", "198.51.100.1/24", "fd00::1/64", "fd01::1/64"]

@@ -13,9 +13,7 @@ return a non-empty result. `promtool check metrics` passes the live exposition.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -26,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from configs import write_local
-from netns import PYTHON, Namespaces, connect, serve, wait_for
+from netns import PYTHON, Namespaces, connect, missing, serve, wait_for
 from test_metrics import dashboard, exprs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,13 +33,7 @@ METRICS, PROMETHEUS = "127.0.0.1:9469", "127.0.0.1:9090"
 # Grafana's variables, as a dashboard of the last hour with every instance selected would have them.
 VARIABLES = {"$__rate_interval": "1m", "$__range": "10m", "$instance": ".+"}
 
-_missing = ""
-if os.geteuid() != 0:
-    _missing = "needs root for network namespaces"
-elif shutil.which("ip") is None or shutil.which("nft") is None:
-    _missing = "needs iproute2 and nft"
-elif shutil.which("prometheus") is None or shutil.which("promtool") is None:
-    _missing = "needs Debian's prometheus package"
+_missing = missing("prometheus", "promtool")
 pytestmark = pytest.mark.skipif(bool(_missing), reason=_missing)
 
 
