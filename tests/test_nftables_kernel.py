@@ -61,9 +61,10 @@ _backend = None
 
 def _config(text: str):
     from adaptive import config
-    path = Path(tempfile.mkdtemp(prefix="adt-conf-")) / "adaptive.toml"
-    path.write_text(text)
-    return config.load([path], None)
+    with tempfile.TemporaryDirectory(prefix="adt-conf-") as directory:
+        path = Path(directory) / "adaptive.toml"
+        path.write_text(text)
+        return config.load([path], None)
 
 
 def k_apply(text: str = "", restore: list[tuple[str, int, int | None]] = ()) -> int:
