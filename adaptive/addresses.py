@@ -1,15 +1,19 @@
 """Addresses and prefixes: one way to read them, one form to write them.
 
-Everything that names a source or a ban target passes through `parse_network`: `ipaddress` validates
-it, an IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) becomes the IPv4 address it stands for, and a
-prefix's host bits are cleared. `text` writes it back as the rest of adaptive shows it: an address as
-itself, a prefix as address/length. Pure and dependency-free, so decisions, the kernel side and the
-control socket all use it without importing each other.
+Everything that names a source or a ban target passes through `parse_network` or `read`: either way
+it is validated, an IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) becomes the IPv4 address it stands
+for, and a prefix's host bits are cleared. `text` writes it back as the rest of adaptive shows it: an
+address as itself, a prefix as address/length. `parse_network` gives an `ipaddress` network; `read`
+gives the same answer taken apart (`Target`), from the C parser `inet_pton`, for the paths that see
+100,000 targets at once (a blocklist import, a restore). Pure and dependency-free, so decisions, the
+kernel side and the control socket all use it without importing each other.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
+from typing import NamedTuple
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -55,3 +59,67 @@ def text(network: Network) -> str:
     if network.prefixlen == network.max_prefixlen:
         return str(network.network_address)
     return str(network)
+
+
+class Target(NamedTuple):
+    """An address or prefix taken apart: what `parse_network` gives, without the `ipaddress` objects.
+
+    >>> read("::ffff:192.0.2.7"), read("2001:DB8::1:0/112").text
+    (Target(version=4, first=3221225991, length=32, text='192.0.2.7'), '2001:db8::1:0/112')
+    """
+    version: int
+    first: int      # the first address, as an integer
+    length: int     # the prefix length: 32 or 128 for an address
+    text: str       # written as `text` writes its network: "192.0.2.7", "203.0.113.0/24"
+
+    @property
+    def host(self) -> bool:
+        return self.length == (32 if self.version == 4 else 128)
+
+    @property
+    def last(self) -> int:
+        """The last address, as an integer."""
+        return self.first | ((1 << ((32 if self.version == 4 else 128) - self.length)) - 1)
+
+    @property
+    def address(self) -> str:
+        """The first address's text (the whole text for an address)."""
+        return self.text.partition("/")[0]
+
+
+_pton = socket.inet_pton
+_ntop = socket.inet_ntop
+_INET, _INET6 = socket.AF_INET, socket.AF_INET6
+
+
+def read(value: str) -> Target:
+    """`parse_network`'s answer taken apart; raises ValueError for anything that is not an address or
+    prefix. `inet_pton` validates (five times quicker than `ipaddress`, which is most of a 100,000-line
+    blocklist), and the text is the one `ipaddress` writes: the tests hold the two to it."""
+    written, slash, bits = value.strip().partition("/")
+    v6 = ":" in written
+    try:
+        raw = _pton(_INET6 if v6 else _INET, written)
+    except (OSError, ValueError, TypeError):
+        raise ValueError(f"{value!r} is not an IP address or prefix") from None
+    size = 128 if v6 else 32
+    if slash:
+        if not (bits.isascii() and bits.isdigit() and len(bits) <= 3 and int(bits) <= size):
+            raise ValueError(f"{value!r} is not an IP address or prefix")
+        length = int(bits)
+    else:
+        length = size
+    if not v6 and length == 32:
+        return Target(4, int.from_bytes(raw), 32, written)   # inet_pton takes only the canonical form
+    first = int.from_bytes(raw)
+    version = 6 if v6 else 4
+    if v6 and length >= 96 and first >> 32 == 0xFFFF:
+        version, size, length, first = 4, 32, length - 96, first & 0xFFFFFFFF
+    first = first >> (size - length) << (size - length)
+    if version == 4:
+        written = _ntop(_INET, first.to_bytes(4))
+    else:
+        written = _ntop(_INET6, first.to_bytes(16))
+        if "." in written:       # glibc writes ::a.b.c.d where ipaddress writes ::xxxx:xxxx
+            written = str(ipaddress.IPv6Address(first))
+    return Target(version, first, length, written if length == size else f"{written}/{length}")

@@ -174,6 +174,31 @@ class State:
                 [(r[0], r[1], None if r[2] is None else r[2] - r[1], r[3], r[8], r[9]) for r in rows])
         return len(rows)
 
+    def record_bans_alike(self, targets: list[str], start: float, end: float | None, reason: str,
+                          origin: str, outcome: str = "ban", counted_since: float | None = None) -> int:
+        """Record bans that differ only in their target (an imported blocklist), in one transaction.
+
+        Each row's `count` is the target's bans at or after `counted_since`, this one included (1 when
+        None). Two statements that build their rows in SQLite from one JSON array: 100,000 bans in a
+        quarter of a second, half what `record_bans` takes for them (its tuples, and a history count per
+        target asked from Python, are most of its time). `targets` must not repeat.
+        """
+        if not targets:
+            return 0
+        listed = json.dumps(targets, separators=(",", ":"))
+        duration = None if end is None else end - start
+        count = ("(SELECT count(*) FROM ban_history h WHERE h.target = j.value AND h.time >= ?)"
+                 if counted_since is not None else "?")
+        with self.transaction():
+            self._db.execute("INSERT INTO ban_history (target, time, duration, reason, origin, outcome) "
+                             "SELECT value, ?, ?, ?, ?, ? FROM json_each(?)",
+                             (start, duration, reason, origin, outcome, listed))
+            self._db.execute(f"INSERT OR REPLACE INTO bans ({_BAN_COLUMNS}) "
+                             f"SELECT j.value, ?, ?, ?, 0.0, '{{}}', NULL, {count}, ?, ? FROM json_each(?) j",
+                             (start, end, reason, 1 if counted_since is None else counted_since, origin,
+                              outcome, listed))
+        return len(targets)
+
     def record_ban(self, record: BanRecord) -> None:
         self.record_bans((record,))
 
@@ -192,6 +217,16 @@ class State:
             args += (outcome,)
         return [_ban_record(row) for row in self._db.execute(sql + " ORDER BY start, target", args)]
 
+    def live_ends(self, at: float, outcome: str | None = "ban") -> dict[str, float | None]:
+        """`live_bans`, only each target's end (None: until unbanned): what a restore and the decider's
+        index need, without making 100,000 records (and reading their rules) at every start."""
+        sql = 'SELECT target, "end" FROM bans WHERE ("end" IS NULL OR "end" > ?)'
+        args: tuple = (at,)
+        if outcome is not None:
+            sql += " AND outcome = ?"
+            args += (outcome,)
+        return dict(self._db.execute(sql, args))
+
     def bans(self) -> list[BanRecord]:
         """Every ban row, live or lapsed, by start."""
         return [_ban_record(row) for row in
@@ -207,11 +242,6 @@ class State:
         rows = self._db.execute("SELECT time, duration, reason, origin, outcome FROM ban_history "
                                 "WHERE target = ? ORDER BY time DESC LIMIT ?", (target, limit))
         return [{"start": t, "duration": d, "reason": r, "origin": o, "outcome": x} for t, d, r, o, x in rows]
-
-    def ban_counts(self, since: float) -> dict[str, int]:
-        """`ban_count` of every target banned at or after `since`, in one query (for batches)."""
-        return dict(self._db.execute(
-            "SELECT target, count(*) FROM ban_history WHERE time >= ? GROUP BY target", (since,)))
 
     def remove_ban(self, target: str) -> bool:
         """Unban: forget the target's ban (its history stays). False if it had none."""

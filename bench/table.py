@@ -57,9 +57,17 @@ def main() -> int:
         (f"memory per tracked source ({scoring['sources']:,} tracked)", f"{scoring['bytes_per_source']:.0f} B",
          "", ""),
     ]
-    restore = latency.get("adaptive", {}).get("restore", {}).get("seconds")
-    if restore:
-        rows.append(("daemon start-up restoring 100,000 bans", f"{restore:.2f} s", "", ""))
+    # The command-line import and the start-up restore: adaptive's N against fail2ban's (smaller) N, as
+    # rates, with each count and time said.
+    ra, rf = latency.get("adaptive", {}).get("restore", {}), latency.get("fail2ban", {}).get("restore", {})
+    for what, key in (("ban through the command line (`ban --from-file` / `banip`)", "ban_seconds"),
+                      ("start-up: restored into the kernel", "seconds")):
+        if ra.get(key):
+            ours = ra["bans"] / ra[key]
+            theirs = rf["bans"] / rf[key] if rf.get(key) else None
+            rows.append((f"{what}, bans/s", f"{ours:,.0f} ({ra['bans']:,} in {ra[key]:.2f} s)",
+                         f"{theirs:,.0f} ({rf['bans']:,} in {rf[key]:.1f} s)" if theirs else "–",
+                         f"{ours / theirs:,.0f}×" if theirs else "–"))
     print(f"\nMeasured on {machine()}.\n")
     print("| figure | adaptive | fail2ban / one process | ratio |")
     print("|---|---:|---:|---:|")

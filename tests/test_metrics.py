@@ -16,13 +16,16 @@ import subprocess
 import threading
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from adaptive import __version__, config
+from adaptive.addresses import read
 from adaptive.daemon import Daemon, _Handler
 from adaptive.metrics import OUTCOMES, Cached, Census, Exporter, KernelFigures, MetricsError, Snapshot, lag
+from adaptive.nftables.bans import Ban
 from adaptive.nftables.executor import NftablesError
 from adaptive.state import StateError
 from configs import write_local
@@ -54,23 +57,29 @@ class FakeBackend:
     def ban_set(self, network):
         return "ban4"
 
+    def set_for(self, version, key, prefixlen):
+        return "ban4"
+
     def exists(self) -> bool:
         return False
 
     def list(self) -> list:
         return []
 
-    def apply(self, config=None, restore=()) -> int:
-        return len(list(restore))
+    def apply(self, config=None, restore=()) -> SimpleNamespace:
+        return SimpleNamespace(bans=len(list(restore)), found=[])
 
-    def check(self, config=None, restore=()) -> int:
-        return 0
+    def check(self, config=None, restore=()) -> SimpleNamespace:
+        return SimpleNamespace(bans=0, found=[])
 
     def ban(self, bans) -> int:
         if self.fail is not None:
             raise self.fail
         self.banned += bans
         return len(bans)
+
+    def ban_targets(self, targets, timeout) -> int:
+        return self.ban([Ban(t.text, timeout) for t in targets])
 
     def unban(self, entries) -> int:
         self.unbanned += entries
@@ -228,7 +237,7 @@ def test_dry_run_decisions(tmp_path):
 
 def test_manual_bans_and_unbans_and_never_their_reason(kernel_rig):
     handler = _Handler(kernel_rig.daemon)
-    handler._ban(["192.0.2.7", "192.0.2.8"], 600, "seen on the honeypot 192.0.2.7", False)
+    handler._ban([read("192.0.2.7"), read("192.0.2.8")], 600, "seen on the honeypot 192.0.2.7", False)
     handler._unban(["192.0.2.7", "192.0.2.99"], False)
     assert kernel_rig.value("adaptive_manual_bans_total") == 2
     assert kernel_rig.value("adaptive_manual_unbans_total") == 1
@@ -261,6 +270,16 @@ def test_nft_errors(kernel_rig):
     assert kernel_rig.value("adaptive_errors_total", kind="nft") == 1
     assert kernel_rig.value("adaptive_nft_transaction_duration_seconds_count", operation="ban") == 0
     assert kernel_rig.value("adaptive_ban_latency_seconds_count") == 0
+
+
+def test_a_manual_ban_the_kernel_refuses_is_an_error_and_stays_in_the_state(kernel_rig):
+    # The kernel takes a batch on a helper thread while the state records it: its refusal still reaches
+    # the caller, and the state keeps the bans, which the next start puts into the kernel.
+    kernel_rig.backend.fail = NftablesError("Could not process rule: No such file or directory", {})
+    with pytest.raises(NftablesError):
+        _Handler(kernel_rig.daemon)._ban([read("192.0.2.7"), read("2001:db8::/64")], 600, "by hand", False)
+    assert kernel_rig.value("adaptive_errors_total", kind="nft") == 1
+    assert sorted(kernel_rig.daemon.state.live_ends(kernel_rig.daemon.clock())) == ["192.0.2.7", "2001:db8::/64"]
 
 
 def test_state_errors(rig):
@@ -492,7 +511,7 @@ def full_exposition(tmp_path: Path) -> str:
     """Every family, with values: a daemon that banned, a manual ban, and kernel figures."""
     rig = Rig(tmp_path, backend=FakeBackend())
     rig.feed("junk\n" + IGNORED + "".join(fail("203.0.113.7", i, user=f"user{i}@example.org") for i in range(5)))
-    _Handler(rig.daemon)._ban(["192.0.2.7"], 600, "by hand", False)
+    _Handler(rig.daemon)._ban([read("192.0.2.7")], 600, "by hand", False)
     census = Census()
     rig.exporter.watch(lambda: census.take(rig.daemon.followers, rig.daemon.scorer), lambda: KERNEL)
     text = rig.text()

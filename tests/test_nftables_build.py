@@ -14,8 +14,9 @@ import pytest
 from adaptive import config as config_module
 from adaptive.nftables.backend import Backend
 from adaptive.nftables.bans import Ban, Counter, parse_network, read_bans, read_counters
+from adaptive.addresses import read
 from adaptive.nftables.ruleset import (
-    Layout, build_ban, build_ruleset, build_unban, render_text,
+    Layout, build_ban, build_ban_targets, build_ruleset, build_unban, render_text,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -285,6 +286,21 @@ def test_build_ban_replace_deletes_and_adds_in_one_payload():
     assert payload["nftables"][1]["delete"]["element"]["elem"] == ["192.0.2.1"]
 
 
+@pytest.mark.parametrize("timeout", [3600, None])
+@pytest.mark.parametrize("replace", [False, True])
+def test_build_ban_targets_is_build_ban_of_their_bans(timeout, replace):
+    layout = Layout("adaptive", (24,), (48, 64))
+    targets = ["192.0.2.1", "::ffff:192.0.2.2", "198.51.100.7/24", "2001:db8::1", "2001:DB8:1:0:5::/48",
+               "2001:db8:2:3::/64", "192.0.2.1"]
+    assert build_ban_targets(layout, [read(t) for t in targets], timeout, replace) == \
+        build_ban(layout, [Ban(t, timeout) for t in targets], replace)
+    with pytest.raises(ValueError, match=r"no set for /16 prefixes"):
+        build_ban_targets(layout, [read("10.0.0.0/16")], timeout)
+    for bad in (0, -5, 1.5, "60", True):
+        with pytest.raises(ValueError, match="not a positive number of seconds"):
+            build_ban_targets(layout, [read("192.0.2.1")], bad)
+
+
 def test_ban_of_an_unconfigured_prefix_length_is_refused():
     with pytest.raises(ValueError, match=r"no set for /16 prefixes \(nftables.ipv4_prefixes = \[24\]\)"):
         build_ban(Layout("adaptive"), [Ban("10.0.0.0/16", 60)])
@@ -398,7 +414,7 @@ class FakeRunner:
 def test_backend_applies_one_payload_and_checks_without_applying(tmp_path):
     runner = FakeRunner()
     backend = Backend(runner, load(tmp_path))
-    assert backend.check() == 0
+    assert backend.check().bans == 0
     assert runner.sent == [] and len(runner.checked) == 1
     backend.apply(restore=[Ban("192.0.2.1", 60), Ban("192.0.2.1", 600, 300), Ban("10.1.0.0/16", 60)])
     (payload,) = runner.sent

@@ -77,12 +77,12 @@ def k_apply(text: str = "", restore: list[tuple[str, int, int | None]] = ()) -> 
         raise ValueError(str(e)) from None  # ConfigError does not survive pickling whole
     if _backend is None:
         _backend = Backend(Executor(), config)
-    return _backend.apply(config, [Ban(*r) for r in restore])
+    return _backend.apply(config, [Ban(*r) for r in restore]).bans
 
 
 def k_check(text: str = "") -> int:
     from adaptive.nftables import Backend, Executor
-    return Backend(Executor(), _config(text)).check()
+    return Backend(Executor(), _config(text)).check().bans
 
 
 def k_ban(*entries: tuple[str, int | None], replace: bool | None = None) -> int:

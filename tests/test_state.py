@@ -276,3 +276,30 @@ def test_a_hundred_thousand_bans_are_recorded_and_read_back_quickly(path):
         read = time.perf_counter() - started
     assert len(live) == 100_000 and {r.target: r for r in live}[records[12345].target] == records[12345]
     assert recorded < 3 and read < 3, (recorded, read)          # about a second each, on a slow box
+
+
+def test_bans_alike_are_recorded_with_their_history_and_counts(path):
+    with State(path) as state:
+        state.record_ban(record("192.0.2.1", start=T0 - 100))
+        state.record_ban(record("192.0.2.1", start=T0 - 10_000))     # before the look-back
+        assert state.record_bans_alike(["192.0.2.1", "2001:db8::/64"], T0, T0 + 600, "blocklist", "manual",
+                                       counted_since=T0 - 1000) == 2
+        assert state.record_bans_alike(["192.0.2.2"], T0, None, "blocklist", "manual") == 1
+        assert state.record_bans_alike([], T0, None, "blocklist", "manual") == 0
+        assert state.bans() == [
+            BanRecord("192.0.2.1", T0, T0 + 600, "blocklist", 0.0, {}, None, 2, "manual", "ban"),
+            BanRecord("192.0.2.2", T0, None, "blocklist", 0.0, {}, None, 1, "manual", "ban"),
+            BanRecord("2001:db8::/64", T0, T0 + 600, "blocklist", 0.0, {}, None, 1, "manual", "ban")]
+        assert state.history("2001:db8::/64") == [
+            {"start": T0, "duration": 600.0, "reason": "blocklist", "origin": "manual", "outcome": "ban"}]
+        assert state.ban_count("192.0.2.1", 0) == 3
+
+
+def test_live_ends_are_the_live_bans_targets_and_ends(path):
+    with State(path) as state:
+        state.record_bans([record("192.0.2.1", end=T0 + 10), record("192.0.2.2", end=None),
+                           record("192.0.2.3", end=T0 - 1), record("192.0.2.4", outcome="dry_run")])
+        assert state.live_ends(T0) == {"192.0.2.1": T0 + 10, "192.0.2.2": None}
+        assert state.live_ends(T0, outcome=None) == {"192.0.2.1": T0 + 10, "192.0.2.2": None,
+                                                     "192.0.2.4": T0 + 3600}
+        assert state.live_ends(T0) == {r.target: r.end for r in state.live_bans(T0)}

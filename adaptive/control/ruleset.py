@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from adaptive.nftables import Backend, Executor, NftablesError
     try:
         backend = Backend(Executor(), config)
-        bans = backend.check() if args.mode == "check" else backend.apply()
+        bans = (backend.check() if args.mode == "check" else backend.apply()).bans
     except NftablesError as e:
         print(f"adaptive: nftables refused the ruleset, nothing changed:\n{e}", file=sys.stderr)
         return 1

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from adaptive.control.targets import NEVER_LOOPBACK, canonical, is_loopback
+from adaptive.addresses import Target
+from adaptive.control.targets import NEVER_LOOPBACK, canonical, exact, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,8 @@ class ControlHandler(Protocol):
     Raise `ControlError` to answer with a reason; any other exception is logged and answered `failed`.
     """
 
-    def ban(self, targets: list[str], duration: float | None, reason: str | None, force: bool) -> dict:
-        """Ban each target (canonical, never loopback, no duplicates) for `duration` seconds (None:
+    def ban(self, targets: list[Target], duration: float | None, reason: str | None, force: bool) -> dict:
+        """Ban each target (read, never loopback, no duplicates) for `duration` seconds (None:
         the configured length), as a manual ban with `reason` (None: "manual"). Refuse an allowlisted
         target unless `force`. Returns {"banned": [target...], "refused": [{"target", "reason"}...]},
         and "duration" (the seconds the bans were made for, None for until unbanned) if it knows."""
@@ -138,19 +139,20 @@ def _ban(handler: ControlHandler, args: dict) -> dict:
     if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
         raise _Usage(f"reason must be a string of at most {MAX_REASON} characters, or null")
     force = _flag(args, "force")
-    clean: dict[str, None] = {}
+    # Read once here: the handler gets each target taken apart, and never reads it again.
+    clean: dict[str, Target] = {}
     refused = []
     for text in targets:
         try:
-            target = canonical(text)
+            target = exact(text)
         except ValueError:
             refused.append({"target": text, "reason": "not an IP address or prefix"})
             continue
         if is_loopback(target):
-            refused.append({"target": target, "reason": NEVER_LOOPBACK})
+            refused.append({"target": target.text, "reason": NEVER_LOOPBACK})
         else:
-            clean[target] = None
-    result = dict(handler.ban(list(clean), duration, reason, force)) if clean else {"banned": []}
+            clean.setdefault(target.text, target)
+    result = dict(handler.ban(list(clean.values()), duration, reason, force)) if clean else {"banned": []}
     result["refused"] = refused + list(result.get("refused", []))
     return result
 

@@ -6,23 +6,26 @@ import contextlib
 import gc
 import threading
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
+from adaptive.addresses import Target
 from adaptive.config import Config
 from adaptive.nftables.bans import BAN_SET, Ban, Counter, Network, parse_network, read_bans, read_counters
 from adaptive.nftables.executor import Runner
 from adaptive.nftables.ruleset import (
-    Layout, build_ban, build_delete_table, build_flush_probe, build_list_counters, build_list_set,
-    build_list_sets, build_list_table, build_probe, build_ruleset, build_unban,
+    Layout, build_ban, build_ban_targets, build_delete_table, build_flush_probe, build_list_counters,
+    build_list_set, build_list_sets, build_list_table, build_probe, build_ruleset, build_unban,
 )
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What applying a configuration sends: the layout, the one payload, and how many bans it carries."""
+    """What applying a configuration sends: the layout, the one payload, and how many bans it carries;
+    and the bans the kernel held before (`found`), which a start-up reconciles with the state."""
     layout: Layout
     payload: dict
     bans: int
+    found: list[Ban]
 
 
 class Backend:
@@ -71,28 +74,30 @@ class Backend:
         config = config or self._config
         with self._lock:
             listing = self._listing(config.nftables.table)
-        bans = _merge(read_bans(listing), restore)
+        found = read_bans(listing)
+        bans = _merge(found, restore)
         layout = Layout.of(config.nftables, bans.values())
         payload = build_ruleset(config, layout, read_counters(listing))
         payload["nftables"] += build_ban(layout, bans.values())["nftables"]
-        return Plan(layout, payload, len(bans))
+        return Plan(layout, payload, len(bans), found)
 
-    def apply(self, config: Config | None = None, restore: Iterable[Ban] = ()) -> int:
+    def apply(self, config: Config | None = None, restore: Iterable[Ban] = ()) -> Plan:
         """Make the table `config` describes, atomically, keeping live bans; then use `config`.
-        Returns how many bans the table holds. On NftablesError the kernel is as it was."""
+        Returns the plan applied (`bans`: how many the table holds). On NftablesError the kernel is as
+        it was."""
         config = config or self._config
         with self._lock, _collector_paused():
             plan = self.plan(config, restore)
             self._runner.run(plan.payload)
             self._config, self._layout = config, plan.layout
-        return plan.bans
+        return plan
 
-    def check(self, config: Config | None = None, restore: Iterable[Ban] = ()) -> int:
+    def check(self, config: Config | None = None, restore: Iterable[Ban] = ()) -> Plan:
         """Have the kernel validate what `apply` would do, changing nothing (NftablesError if refused)."""
         with self._lock, _collector_paused():
             plan = self.plan(config, restore)
             self._runner.check(plan.payload)
-        return plan.bans
+        return plan
 
     def remove(self) -> None:
         """Delete adaptive's table, bans and all (uninstall)."""
@@ -115,6 +120,16 @@ class Backend:
             if payload["nftables"]:
                 self._runner.run(payload)
         return len(bans)
+
+    def ban_targets(self, targets: Sequence[Target], timeout: int | None) -> int:
+        """`ban` of `Ban.of(target, timeout)` for each target (read by `adaptive.addresses.read`), in
+        one transaction: an imported blocklist, without making a `Ban` of every line."""
+        with self._lock, _collector_paused():
+            payload = build_ban_targets(self._layout, targets, timeout,
+                                        replace=not self._kernel_updates_timeout())
+            if payload["nftables"]:
+                self._runner.run(payload)
+        return len(targets)
 
     def unban(self, entries: Iterable[Ban | Network | str]) -> int:
         """Remove bans (addresses or prefixes, exactly as banned) in one transaction; lapsed ones are

@@ -1,8 +1,8 @@
 """Bans as the kernel holds them: an address or prefix, validated, with its timeout.
 
-Everything that reaches a ban set passes through `parse_network` (`adaptive.addresses`): `ipaddress`
-validates it, an IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) becomes the IPv4 address it stands
-for, and a prefix's host bits are cleared. `read_bans` and `read_counters` turn the kernel's JSON listings back into
+Everything that reaches a ban set is read by `adaptive.addresses.read`: validated (by `inet_pton`),
+an IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) becomes the IPv4 address it stands for, and a
+prefix's host bits are cleared. `read_bans` and `read_counters` turn the kernel's JSON listings back into
 values. All of it is pure; `ruleset` builds the JSON that puts bans into the kernel.
 """
 
@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from adaptive.addresses import Address, Network, parse_network
+from adaptive.addresses import Address, Network, parse_network, read, text
 
 # A ban set's name says its family and, for a prefix set, the prefix length: ban4, ban6, ban4_24, ban6_64.
 BAN_SET = re.compile(r"ban([46])(?:_(\d{1,3}))?")
@@ -40,7 +40,7 @@ class Ban:
 
     A ban keeps the element it becomes (`key`, the address or a prefix's first address) rather than an
     `ipaddress` network, which `network` makes on demand: validating 100,000 addresses then costs one
-    `ipaddress` parse each and leaves no objects for the garbage collector to walk.
+    `inet_pton` each and leaves no objects for the garbage collector to walk.
     """
 
     __slots__ = ("key", "version", "prefixlen", "host", "timeout", "expires")
@@ -53,24 +53,15 @@ class Ban:
 
     def __init__(self, network: str | Network | Address, timeout: float | None = None,
                  expires: float | None = None):
+        if not isinstance(network, str):
+            network = text(parse_network(network))
+        version, _, prefixlen, written = read(network)
+        host = prefixlen == (32 if version == 4 else 128)
         setattr_ = object.__setattr__
-        if isinstance(network, str) and "." in network and ":" not in network and "/" not in network:
-            # A plain IPv4 address: a string ipaddress accepts is already in canonical form.
-            key = network.strip()
-            try:
-                ipaddress.IPv4Address(key)
-            except ValueError:
-                raise ValueError(f"{network!r} is not an IP address or prefix") from None
-            setattr_(self, "key", key)
-            setattr_(self, "version", 4)
-            setattr_(self, "prefixlen", 32)
-            setattr_(self, "host", True)
-        else:
-            parsed = parse_network(network)
-            setattr_(self, "key", str(parsed.network_address))
-            setattr_(self, "version", parsed.version)
-            setattr_(self, "prefixlen", parsed.prefixlen)
-            setattr_(self, "host", parsed.prefixlen == parsed.max_prefixlen)
+        setattr_(self, "key", written if host else written.partition("/")[0])
+        setattr_(self, "version", version)
+        setattr_(self, "prefixlen", prefixlen)
+        setattr_(self, "host", host)
         timeout = _seconds(timeout, "timeout")
         expires = _seconds(expires, "expires")
         if expires is not None and (timeout is None or expires > timeout):
