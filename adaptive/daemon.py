@@ -32,7 +32,7 @@ from adaptive.addresses import Target
 from adaptive.config import Config, ConfigError, load
 from adaptive.control.socket import ControlError, ControlServer
 from adaptive.control.targets import allowlisted
-from adaptive.decisions import Decider, Decision, Outcome, Refused, host_addresses, parse_target
+from adaptive.decisions import Decider, Decision, Outcome, host_addresses, parse_target
 from adaptive.events import Event
 from adaptive.filters.engine import Engine
 from adaptive.filters.prefix import YearGuess

@@ -69,7 +69,7 @@ def inside(bans: int, processes: int, runs: int, as_json: bool = False) -> int:
     validate = report(f"validate {bans:,} addresses into bans (ipaddress) *",
                       median(lambda: entries.extend(Ban(a, 3600) for a in texts), setup=entries.clear), bans)
     batched = report(f"ban {bans:,}: one libnftables transaction *", median(lambda: backend.ban(entries)), bans)
-    report(f"validate + ban, end to end", validate + batched, bans)
+    report("validate + ban, end to end", validate + batched, bans)
     report(f"ban the same {bans:,} again (each timeout replaced) *",
            median(lambda: backend.ban([Ban(a, 7200) for a in texts]), setup=lambda: None), bans)
     listed: list = []

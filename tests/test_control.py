@@ -325,7 +325,7 @@ def test_a_stale_socket_is_replaced_but_a_live_one_is_not(sockdir, handler):
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(path))
     stale.close()                       # the file stays, nobody listens: a daemon that died
-    with ControlServer(path, handler) as server:
+    with ControlServer(path, handler):
         with Client(path) as client:
             assert client.request("status")
         with pytest.raises(ControlSocketError, match="another daemon answers on it"):

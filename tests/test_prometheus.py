@@ -76,9 +76,9 @@ def substitute(expr: str) -> str:
 def test_every_dashboard_expression_returns_data_from_a_real_prometheus(tmp_path):
     log = tmp_path / "mail.log"
     log.touch()
-    local = write_local(tmp_path, listen=METRICS, extra=f"""
+    local = write_local(tmp_path, listen=METRICS, extra="""
 [rate_limit]
-ports = [{{ port = 25, rate = "1/minute", burst = 2 }}, {{ port = 143, rate = "1/minute", burst = 2 }}]
+ports = [{ port = 25, rate = "1/minute", burst = 2 }, { port = 143, rate = "1/minute", burst = 2 }]
 [outbound]
 enabled = true
 relays = ["192.0.2.250"]

@@ -42,7 +42,7 @@ from operator import itemgetter
 
 import regex
 
-from adaptive.events import Event, Kind
+from adaptive.events import Event
 from adaptive.filters.prefix import LINE_START, Heads, YearGuess
 from adaptive.filters.rules import Filter, Ignore, Rule
 
