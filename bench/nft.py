@@ -66,7 +66,7 @@ def inside(bans: int, processes: int, runs: int, as_json: bool = False) -> int:
     fresh()
     backend.ban([Ban("192.0.2.1", 1)])  # the first ban learns how this kernel re-adds elements
     entries: list[Ban] = []
-    validate = report(f"validate {bans:,} addresses into bans (ipaddress) *",
+    validate = report(f"validate {bans:,} addresses into bans (inet_pton) *",
                       median(lambda: entries.extend(Ban(a, 3600) for a in texts), setup=entries.clear), bans)
     batched = report(f"ban {bans:,}: one libnftables transaction *", median(lambda: backend.ban(entries)), bans)
     report("validate + ban, end to end", validate + batched, bans)
