@@ -452,6 +452,28 @@ def test_ban_from_a_file_of_100000_entries_is_one_request_in_well_under_a_second
     assert whole < 3, f"banning 100,000 entries took {whole:.2f} s"
 
 
+def test_a_long_list_goes_in_parts_each_target_once(server, handler, tmp_path, monkeypatch, capsys):
+    from adaptive.control import ban
+    from adaptive.control.cli import main
+    monkeypatch.setattr(ban, "BATCH", 3)
+    blocklist = tmp_path / "list.txt"
+    blocklist.write_text("".join(f"192.0.2.{i}\n" for i in [1, 2, 3, 4, 2, 5, 6, 7]))
+    assert main(["ban", "--from-file", str(blocklist), "--socket", str(server.path)]) == 0
+    assert capsys.readouterr().out == "7 banned, 0 refused, 0 bad lines\n"
+    assert [call[1] for call in handler.calls] == [["192.0.2.1", "192.0.2.2", "192.0.2.3"],
+                                                  ["192.0.2.4", "192.0.2.5", "192.0.2.6"], ["192.0.2.7"]]
+    banning = handler.ban
+
+    def second_part_fails(targets, *rest):
+        if any(t.text == "192.0.2.4" for t in targets):
+            raise RuntimeError("the kernel said no")
+        return banning(targets, *rest)
+    monkeypatch.setattr(handler, "ban", second_part_fails)
+    assert main(["ban", "--from-file", str(blocklist), "--socket", str(server.path)]) == 1
+    assert capsys.readouterr().err == ("adaptive: ban: ban failed: the kernel said no\n"
+                                       "adaptive: 3 banned before that; the last 4 not sent\n")
+
+
 def test_unban(server, handler):
     result = adaptive("unban", "192.0.2.7", "192.0.2.99", "--socket", str(server.path))
     assert result.returncode == 0, result.stderr

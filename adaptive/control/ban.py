@@ -2,7 +2,7 @@
 
 Each target is checked here first: a target typed on the command line that is not an address or prefix
 stops the command (exit 2, nothing sent); a bad line of a file is reported with its line number and the
-good lines are still banned. Every target goes to the daemon in one request. The daemon refuses
+good lines are still banned. The targets go to the daemon in requests of up to `BATCH`. The daemon refuses
 loopback always, and an allowlisted target unless `--force`.
 
 Exit 0 when every target was banned; 1 when any was refused or any line was bad (the others are
@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+# Targets in one request: a longer list goes in parts of this size, so that no request nears the
+# socket's size limit and the daemon reads its logs between them (each part takes it about a second).
+BATCH = 100_000
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,20 +80,26 @@ def run(args: argparse.Namespace) -> int:
             print(f"adaptive: {name}: cannot read: {e.strerror}", file=sys.stderr)
             return 1
 
-    if targets:
-        status, result = call(args, "ban", targets=targets, duration=args.duration, reason=args.reason,
-                              force=args.force)
+    targets = list(dict.fromkeys(targets))     # once each, whichever part it would fall in
+    banned: list[str] = []
+    refused: list[dict] = []
+    duration = args.duration
+    for start in range(0, len(targets), BATCH):
+        status, result = call(args, "ban", targets=targets[start:start + BATCH], duration=args.duration,
+                              reason=args.reason, force=args.force)
         if status:
+            if start:
+                print(f"adaptive: {len(banned)} banned before that; the last {len(targets) - start} not sent",
+                      file=sys.stderr)
             return status
-    else:
-        result = {"banned": [], "refused": []}
-    banned, refused = result.get("banned", []), result.get("refused", [])
+        banned += result.get("banned", [])
+        refused += result.get("refused", [])
+        duration = result.get("duration", duration)
     for item in refused:
         print(f"adaptive: not banned {item.get('target')}: {item.get('reason')}", file=sys.stderr)
     if args.from_file is not None:
         print(f"{len(banned)} banned, {len(refused)} refused, {bad} bad line{'s' if bad != 1 else ''}")
     else:
-        duration = result.get("duration", args.duration)
         span = f" for {format_duration(duration)}" if duration is not None else ""
         for target in banned:
             print(f"banned {target}{span}")
