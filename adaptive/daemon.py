@@ -17,7 +17,9 @@ lost is put back.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import select
 import sqlite3
 import threading
 import time
@@ -61,6 +63,48 @@ class _Follower:
     engine: Engine
 
 
+class _Waker:
+    """What the loop sleeps on between polls, and what wakes it early: a pipe.
+
+    A signal handler runs on the loop's own thread, between any two of its bytecodes. Setting a
+    `threading.Event` there takes the lock the loop may be holding inside that same event's `wait` or
+    `clear`, and waits for itself: a SIGTERM at that instant hung the daemon for good. Writing a byte to
+    a pipe takes no lock. A full pipe means a wake-up is pending anyway.
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._closed = False
+
+    def poke(self) -> None:
+        if self._closed:
+            return
+        try:
+            os.write(self._write, b"!")
+        except BlockingIOError:
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds, less if poked; True if poked (every poke so far is taken)."""
+        if not select.select([self._read], [], [], timeout)[0]:
+            return False
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        return True
+
+    def close(self) -> None:
+        # The flag first: a handler that runs between the two then does nothing, rather than write to a
+        # descriptor number the process may have given to another file.
+        if self._closed:
+            return
+        self._closed = True
+        os.close(self._read)
+        os.close(self._write)
+
+
 class Daemon:
     """Follows every configured log, scores, decides and bans, until `stop` is set.
 
@@ -95,7 +139,8 @@ class Daemon:
         self._pending: list[Ban] = []
         self._pending_since = 0.0
         self._requests: queue.Queue[tuple[Callable[[], object], Future]] = queue.Queue()
-        self._reload = threading.Event()
+        self._reload_asked = False     # set by SIGHUP's handler: a plain flag, which takes no lock
+        self._waker = _Waker()
         self._watch: Watch | None = None
         self._server = ControlServer(config.control.socket, _Handler(self), config.control.group) \
             if control else None
@@ -147,15 +192,15 @@ class Daemon:
     def run(self, stop: threading.Event) -> None:
         if self.decider is None:
             self.start()
-        self._watch = Watch(str(f.source.path) for f in self.followers)
+        self._watch = Watch((str(f.source.path) for f in self.followers), on_change=self.wake)
         self._watch.start()
         watchdog = Watchdog.from_environment()   # None unless systemd asked for pings
         log.info("following %s", ", ".join(f"{f.source.name}={f.source.path}" for f in self.followers))
         notify(READY=1, STATUS=f"following {len(self.followers)} log(s)")
         try:
             while not stop.is_set():
-                if self._reload.is_set():
-                    self._reload.clear()
+                if self._reload_asked:
+                    self._reload_asked = False
                     notify(RELOADING=1)
                     try:
                         self.reload()
@@ -166,22 +211,21 @@ class Daemon:
                 self.poll_once()
                 if watchdog is not None:
                     watchdog.ping_if_due()
-                self._watch.wait(POLL if watchdog is None else min(POLL, watchdog.wait_at_most()))
-                self._watch.changed.clear()
+                self._waker.wait(POLL if watchdog is None else min(POLL, watchdog.wait_at_most()))
                 self._watch.refresh()
         finally:
             notify(STOPPING=1)
             self.close()
 
     def request_reload(self) -> None:
-        """Ask the loop to reload (from a signal handler: only sets flags)."""
-        self._reload.set()
+        """Ask the loop to reload (from a signal handler: sets a flag and writes to a pipe)."""
+        self._reload_asked = True
         self.wake()
 
     def wake(self) -> None:
-        """Have the loop look around now rather than at its next tick (signal-handler safe)."""
-        if self._watch is not None:
-            self._watch.changed.set()
+        """Have the loop look around now rather than at its next tick: from a signal handler, a
+        control or scrape thread, or watchdog's."""
+        self._waker.poke()
 
     def poll_once(self) -> int:
         """Read what every source has now, to its end, and deal with it; return the number of events."""
@@ -340,7 +384,7 @@ class Daemon:
         self.followers, self.filters, self.config = followers, filters, config
         if self._watch is not None:
             self._watch.stop()
-            self._watch = Watch(str(f.source.path) for f in self.followers)
+            self._watch = Watch((str(f.source.path) for f in self.followers), on_change=self.wake)
             self._watch.start()
         log.info("configuration reloaded: %s", "; ".join(changes) or "nothing changed")
         return {"reloaded": True, "changes": changes}
@@ -368,6 +412,7 @@ class Daemon:
             self.backend.remove()
             log.info("table inet %s removed, as remove_on_exit asks", self.config.nftables.table)
         self.state.close()
+        self._waker.close()     # last: the threads that wake the loop are gone
 
     def _follower(self, name: str, path: Path, start: str, filters: list[Filter] | None = None) -> _Follower:
         return _Follower(FileSource(name, path, self.state, start=start),

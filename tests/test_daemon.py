@@ -75,6 +75,28 @@ def test_a_log_that_does_not_exist_yet_is_waited_for(tmp_path):
     daemon.close()
 
 
+def test_the_loop_is_woken_through_a_pipe_a_signal_handler_may_write_to():
+    from adaptive.daemon import _Waker
+    waker = _Waker()
+    assert waker.wait(0.01) is False
+    for _ in range(100_000):           # far more than the pipe holds: a full pipe is a pending wake-up
+        waker.poke()
+    started = time.monotonic()
+    assert waker.wait(5) is True and time.monotonic() - started < 1
+    assert waker.wait(0.01) is False   # every poke taken by the one wait
+    # A handler that interrupts the loop (here: raised on this thread, run at once) neither blocks nor
+    # raises, and the wait that follows returns at once.
+    previous = signal.signal(signal.SIGUSR1, lambda *_: waker.poke())
+    try:
+        signal.raise_signal(signal.SIGUSR1)
+        assert waker.wait(5) is True
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    waker.close()
+    waker.close()
+    waker.poke()                       # after close: nothing, and no write to a reused descriptor
+
+
 def test_five_failures_make_a_recorded_ban(tmp_path):
     seen: list[str] = []
     daemon = offline(tmp_path, seen)
@@ -219,6 +241,22 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(scene):
     assert wait_for(lambda: not scene.connects("192.0.2.3"), timeout=10), scene.err()
     scene.local.write_text(good)
     assert scene.adaptive("reload").returncode == 0
+
+
+@kernel
+def test_a_storm_of_signals_never_hangs_the_daemon(scene):
+    # A handler runs on the loop's thread between any two bytecodes: one that took a lock the loop was
+    # holding (setting the threading.Event it sleeps on) hung the daemon on a SIGTERM for good.
+    scene.start()
+    for _ in range(400):
+        scene.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.001)
+    assert scene.proc.poll() is None, scene.err()
+    assert scene.adaptive("status").returncode == 0, scene.err()
+    for _ in range(50):
+        scene.proc.send_signal(signal.SIGTERM)
+    assert scene.proc.wait(timeout=30) == 0, scene.err()
+    assert "stopped after" in scene.err()
 
 
 @kernel
