@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def halt(*_) -> None:
+        # A handler runs on the loop's thread: it may take no lock the loop holds. `stop`'s is never
+        # held by the loop (it only reads `is_set`, which takes none); `wake` writes to a pipe.
         stop.set()
         daemon.wake()
 
