@@ -140,6 +140,7 @@ class Daemon:
         self._pending_since = 0.0
         self._requests: queue.Queue[tuple[Callable[[], object], Future]] = queue.Queue()
         self._reload_asked = False     # set by SIGHUP's handler: a plain flag, which takes no lock
+        self._stop_asked = False       # set by SIGTERM's and SIGINT's
         self._waker = _Waker()
         self._watch: Watch | None = None
         self._server = ControlServer(config.control.socket, _Handler(self), config.control.group) \
@@ -198,7 +199,7 @@ class Daemon:
         log.info("following %s", ", ".join(f"{f.source.name}={f.source.path}" for f in self.followers))
         notify(READY=1, STATUS=f"following {len(self.followers)} log(s)")
         try:
-            while not stop.is_set():
+            while not (stop.is_set() or self._stop_asked):
                 if self._reload_asked:
                     self._reload_asked = False
                     notify(RELOADING=1)
@@ -216,6 +217,12 @@ class Daemon:
         finally:
             notify(STOPPING=1)
             self.close()
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop, as setting `run`'s event does, from a signal handler: a flag and a
+        pipe write, no lock (a handler may interrupt the loop, or another handler, holding any)."""
+        self._stop_asked = True
+        self.wake()
 
     def request_reload(self) -> None:
         """Ask the loop to reload (from a signal handler: sets a flag and writes to a pipe)."""

@@ -253,10 +253,14 @@ def test_a_storm_of_signals_never_hangs_the_daemon(scene):
         time.sleep(0.001)
     assert scene.proc.poll() is None, scene.err()
     assert scene.adaptive("status").returncode == 0, scene.err()
-    for _ in range(50):
+    # SIGTERMs back to back until it is gone, so that some land inside the handling of another.
+    deadline = time.monotonic() + 3
+    while scene.proc.poll() is None and time.monotonic() < deadline:
         scene.proc.send_signal(signal.SIGTERM)
-    assert scene.proc.wait(timeout=30) == 0, scene.err()
-    assert "stopped after" in scene.err()
+    # Stopped cleanly (state closed, bans left); a SIGTERM that lands after the interpreter has put
+    # back the default handlers, on its way out, may still end it by the signal.
+    assert scene.proc.wait(timeout=30) in (0, -signal.SIGTERM), scene.err()
+    assert "stopped after" in scene.err() and "Error" not in scene.err(), scene.err()
 
 
 @kernel

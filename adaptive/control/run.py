@@ -54,17 +54,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"adaptive: cannot start: {e}", file=sys.stderr)
         daemon.close()
         return 1
-    stop = threading.Event()
-
-    def halt(*_) -> None:
-        # A handler runs on the loop's thread: it may take no lock the loop holds. `stop`'s is never
-        # held by the loop (it only reads `is_set`, which takes none); `wake` writes to a pipe.
-        stop.set()
-        daemon.wake()
-
-    signal.signal(signal.SIGTERM, halt)
-    signal.signal(signal.SIGINT, halt)
+    # A handler runs on the loop's thread, between any two bytecodes, even inside another handler: each
+    # only sets a flag and writes to a pipe, taking no lock (an Event's would deadlock there).
+    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
-    daemon.run(stop)
+    daemon.run(threading.Event())
     logging.getLogger("adaptive").info("stopped after %d events", daemon.counts["events"])
     return 0
