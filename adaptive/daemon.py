@@ -505,7 +505,12 @@ class _Handler:
         status = self.d.call(self._status)
         # Counted here, on the socket's thread with a libnftables context of its own: listing 100,000
         # bans takes most of a second, which the loop (and every ban behind it) must not wait for.
-        figures = self.d._read_kernel()
+        try:
+            figures = self.d._read_kernel()
+        except (NftablesError, OSError) as e:
+            # The rest of the status still says what the daemon does; the kernel's count is unknown.
+            status["kernel_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+            return status
         if figures is not None:
             status["bans"] = sum(figures.bans.values())
         return status

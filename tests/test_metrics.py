@@ -282,6 +282,21 @@ def test_a_manual_ban_the_kernel_refuses_is_an_error_and_stays_in_the_state(kern
     assert sorted(kernel_rig.daemon.state.live_ends(kernel_rig.daemon.clock())) == ["192.0.2.7", "2001:db8::/64"]
 
 
+def test_status_says_when_the_kernel_cannot_be_read(kernel_rig, monkeypatch):
+    daemon = kernel_rig.daemon
+    monkeypatch.setattr(daemon, "call", lambda work, timeout=60.0: work())     # no loop runs here
+    monkeypatch.setattr(daemon, "_reads_kernel", True)                         # as with no backend given
+
+    def refused():
+        raise NftablesError("Could not process rule: Operation not permitted", {})
+    monkeypatch.setattr(daemon, "_read_kernel", refused)
+    status = _Handler(daemon).status()
+    assert status["kernel_error"] == "Could not process rule: Operation not permitted"
+    assert status["bans"] is None and status["events"] == 0
+    monkeypatch.setattr(daemon, "_read_kernel", lambda: KERNEL)
+    assert _Handler(daemon).status()["bans"] == sum(KERNEL.bans.values())
+
+
 def test_state_errors(rig):
     def broken():
         raise StateError("state.db: database disk image is malformed")

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         for row in rows:
             out.write("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3] + "\n")
     out.write(f"events {result.get('events', 0)}, decisions {result.get('decisions', 0)}, "
-              f"bans in the kernel {result.get('bans', 0)}\n")
+              f"bans in the kernel {'?' if result.get('bans') is None else result['bans']}\n")
     for key, value in result.items():
         if key not in _SHOWN:
             out.write(f"{key.replace('_', ' ')}: {value}\n")
