@@ -227,6 +227,38 @@ def test_kill_9_loses_and_repeats_nothing(scene):
     assert scene.connects("192.0.2.6")
 
 
+def kernel_bans(scene) -> set[str]:
+    listing = json.loads(scene.srv.exec("nft", "-j", "list", "set", "inet", "adaptive", "ban4").stdout)
+    return {e["elem"]["val"] if isinstance(e, dict) else e
+            for obj in listing["nftables"] if "set" in obj for e in obj["set"].get("elem", ())}
+
+
+@kernel
+@pytest.mark.parametrize("after", [0.15, 0.4, 0.8])
+def test_kill_9_during_a_blocklist_import_leaves_state_and_kernel_agreeing(scene, after):
+    # The kernel takes an import on a helper thread while the loop records it: whichever was done when
+    # the daemon died, the next start makes the two agree (bans the state has are put back, bans only
+    # the kernel has are adopted), and nothing it reports banned is lost.
+    scene.start()
+    blocklist = scene.tmp / "blocklist.txt"
+    blocklist.write_text("".join(f"10.9.{i >> 8}.{i & 255}\n" for i in range(30_000)))
+    importing = subprocess.Popen([str(PYTHON), "-m", "adaptive", "ban", "--from-file", str(blocklist), "--for", "1h",
+                                  "--socket", str(scene.socket)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+    time.sleep(after)
+    scene.stop(signal.SIGKILL)
+    out, _ = importing.communicate(timeout=60)
+    scene.start()
+    result = scene.adaptive("list", "--json")
+    assert result.returncode == 0, (result.stderr, scene.err()[-3000:])
+    recorded = {json.loads(line)["target"] for line in result.stdout.splitlines()}    # a JSON object a line
+    assert recorded == kernel_bans(scene)
+    print(f"killed after {after} s: {len(recorded)} recorded; the command said {out.strip()!r}")
+    assert len(recorded) in (0, 30_000)                 # one request: all of it or none
+    if out.startswith("30000 banned"):
+        assert len(recorded) == 30_000
+
+
 @kernel
 def test_sighup_with_a_broken_config_keeps_the_old_one(scene):
     scene.start()
