@@ -159,8 +159,8 @@ class Daemon:
     # --- start-up ---
 
     def start(self) -> None:
-        """Apply the ruleset with every live ban restored, reconcile the kernel with the store, and
-        open the control socket. NftablesError if the kernel refuses the ruleset, MetricsError if the
+        """Apply the ruleset with every live ban of the state restored (those the table kept stay), adopt
+        the table's bans into a state that was lost, and open the control socket. NftablesError if the kernel refuses the ruleset, MetricsError if the
         metrics cannot be served (checked first: nothing has changed then)."""
         if self.config.metrics.listen:
             self.metrics.serve(self.config.metrics.listen)
@@ -171,22 +171,24 @@ class Daemon:
             started = time.perf_counter()
             plan = self.backend.apply(restore=restore)
             self.metrics.transaction("apply", time.perf_counter() - started, plan.bans)
-            log.info("ruleset applied: table inet %s holds %d ban(s) (%.2f s)", self.config.nftables.table,
-                     plan.bans, time.perf_counter() - started)
-            # The kernel's bans, as the apply found them (and kept), reconciled with the state's.
-            kernel = {_target(b): b for b in plan.found}
-            adopted = [BanRecord(t, now, None if b.expires is None else now + b.expires, "adopted", 0.0, {},
-                                 None, 1, "manual") for t, b in kernel.items() if t not in stored]
-            if adopted:
-                log.warning("%d ban(s) in the kernel were not in the state (a lost or new database): "
-                            "kept and recorded", len(adopted))
-                self.state.record_bans(adopted)
-            lost = [t for t in stored if t not in kernel]
-            if lost and kernel:
-                log.warning("%d ban(s) in the state were missing from the kernel: put back", len(lost))
+            log.info("ruleset applied: table inet %s, %d ban(s) from the state restored (%.2f s)",
+                     self.config.nftables.table, plan.bans, time.perf_counter() - started)
+            if self.state.created:
+                self._adopt(stored, now)
         self.decider = Decider(self.config, self.state, own_addresses=host_addresses())
         if self._server is not None:
             self._server.start()
+
+    def _adopt(self, stored: dict[str, float | None], now: float) -> None:
+        """Record the bans the kernel holds that the state does not: after the database was lost (moved
+        aside, or deleted), the table kept them. Only then is the kernel listed (a listing costs time
+        that grows with the square of a set's size); otherwise the state is the record."""
+        adopted = [BanRecord(_target(b), now, None if b.expires is None else now + b.expires, "adopted", 0.0,
+                             {}, None, 1, "manual") for b in self.backend.list() if _target(b) not in stored]
+        if adopted:
+            log.warning("%d ban(s) in the kernel were not in the state (a lost or new database): "
+                        "kept and recorded", len(adopted))
+            self.state.record_bans(adopted)
 
     # --- the loop ---
 

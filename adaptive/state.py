@@ -132,6 +132,7 @@ class State:
         self.path = path if path == MEMORY else Path(path)
         self.clock = clock
         self.moved_aside: Path | None = None   # where a corrupt database went, if it did
+        self.created = False                   # whether this open made the database (new, or moved aside)
         self._db = self._open(migrations)
 
     # --- PositionStore ---
@@ -300,6 +301,8 @@ class State:
             self.moved_aside = self._move_aside(str(e))
             db = _connect(self.path)
         try:
+            self.created = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'schema_version'"
+                                      ).fetchone()[0] == 0
             migrate(db, migrations, str(self.path))
         except BaseException:
             db.close()

@@ -260,6 +260,26 @@ def test_kill_9_during_a_blocklist_import_leaves_state_and_kernel_agreeing(scene
 
 
 @kernel
+def test_a_lost_state_adopts_the_bans_the_table_kept(scene):
+    scene.start()
+    assert scene.adaptive("ban", "192.0.2.4", "--for", "1h").returncode == 0
+    scene.stop(signal.SIGKILL)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{scene.tmp / 'state.db'}{suffix}").unlink(missing_ok=True)
+    scene.start()
+    listed = [json.loads(line) for line in scene.adaptive("list", "--json").stdout.splitlines()]
+    assert [(b["target"], b["reason"]) for b in listed] == [("192.0.2.4", "adopted")]
+    assert 3500 < listed[0]["left"] <= 3600
+    assert "were not in the state" in scene.err()
+    assert not scene.connects("192.0.2.4")
+    # A state that is there is the record: the next start lists nothing and adopts nothing.
+    scene.stop()
+    scene.start()
+    assert scene.err().count("were not in the state") == 1
+    assert not scene.connects("192.0.2.4")
+
+
+@kernel
 def test_sighup_with_a_broken_config_keeps_the_old_one(scene):
     scene.start()
     good = scene.local.read_text()

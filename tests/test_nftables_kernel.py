@@ -292,8 +292,9 @@ def test_reapply_keeps_bans_with_their_time_and_counters(lab):
     # A changed config, applied by a fresh process as after a restart.
     lab.srv.restart_worker()
     # /64 no longer configured (scoring then groups IPv6 by /48, which must have its set)
+    # Applied in place: the ban sets and counters stay as they are, nothing restored, nothing listed.
     assert lab.srv.call(k_apply, '[nftables]\naction = "reject"\nipv6_prefixes = [48]\n'
-                                 '[scoring]\nipv6_prefix = 48\n') == 3
+                                 '[scoring]\nipv6_prefix = 48\n') == 0
     after = lab.srv.call(k_list)
     assert set(after) == set(before)
     for network, (timeout, left) in after.items():
@@ -307,6 +308,35 @@ def test_reapply_keeps_bans_with_their_time_and_counters(lab):
     lab.srv.call(k_apply, "", [("192.0.2.3", 600, 500), ("192.0.2.2", 60, 50)])
     restored = lab.srv.call(k_list)
     assert restored["192.0.2.3/32"][0] == 600 and restored["192.0.2.2/32"][0] == 60
+    # The leftover /64 set goes once it is empty, and with it its rule.
+    lab.srv.call(k_unban, "fd01::/64")
+    lab.srv.call(k_apply, '[nftables]\nipv6_prefixes = [48]\n[scoring]\nipv6_prefix = 48\n')
+    sets = lab.srv.exec("nft", "list", "sets", "inet").stdout
+    assert "ban6_48" in sets and "ban6_64" not in sets
+    assert "ban6_64" not in lab.srv.exec("nft", "list", "chain", "inet", "adaptive", "input").stdout
+    assert set(lab.srv.call(k_list)) == {"192.0.2.3/32", "192.0.2.2/32", "198.51.100.3/32"}
+
+
+def test_an_apply_in_place_remakes_chains_and_sets_but_keeps_bans_and_counters(lab):
+    lab.srv.call(k_apply, RATE)
+    lab.srv.call(k_ban, ("192.0.2.3", 300))
+    assert lab.connect("192.0.2.3") == "timeout"
+    dropped = lab.srv.call(k_counters)["bans"][0]
+    lab.srv.restart_worker()
+    # Another priority (a base chain cannot be changed so: it is deleted and made again), whole-host
+    # mode (a chain more), outbound (another base chain), no rate limit (its sets go).
+    assert lab.srv.call(k_apply, '[nftables]\npriority = -5\n[whole_host]\nenabled = true\n'
+                                 '[outbound]\nenabled = true\nrelays = ["192.0.2.2"]\n[rate_limit]\nports = []\n') == 0
+    table = lab.srv.exec("nft", "list", "table", "inet", "adaptive").stdout
+    assert "priority filter - 5" in table and "chain host" in table and "chain output" in table
+    assert "rate4_25" not in table
+    assert "192.0.2.3/32" in lab.srv.call(k_list)
+    assert lab.connect("192.0.2.3") == "timeout"
+    assert lab.srv.call(k_counters)["bans"][0] > dropped
+    lab.srv.call(k_apply)             # and back
+    table = lab.srv.exec("nft", "list", "table", "inet", "adaptive").stdout
+    assert "chain host" not in table and "chain output" not in table and "rate4_25" in table
+    assert lab.connect("192.0.2.3") == "timeout"
 
 
 def test_a_refused_ruleset_changes_nothing(lab):
@@ -328,7 +358,7 @@ def test_check_is_a_dry_run(lab):
     lab.srv.call(k_apply)
     lab.srv.call(k_ban, ("192.0.2.3", 300))
     before = lab.srv.call(k_listing)
-    assert lab.srv.call(k_check, "[whole_host]\nenabled = true\n") == 1
+    assert lab.srv.call(k_check, "[whole_host]\nenabled = true\n") == 0      # in place: nothing to restore
     assert lab.srv.call(k_listing) == before
 
 

@@ -303,3 +303,13 @@ def test_live_ends_are_the_live_bans_targets_and_ends(path):
         assert state.live_ends(T0, outcome=None) == {"192.0.2.1": T0 + 10, "192.0.2.2": None,
                                                      "192.0.2.4": T0 + 3600}
         assert state.live_ends(T0) == {r.target: r.end for r in state.live_bans(T0)}
+
+
+def test_created_says_whether_this_open_made_the_database(path):
+    with State(path) as state:
+        assert state.created
+    with State(path) as state:
+        assert not state.created
+    path.write_bytes(b"not a database" * 100)
+    with State(path) as state:
+        assert state.created and state.moved_aside is not None

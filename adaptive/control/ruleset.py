@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from adaptive.nftables import Backend, Executor, NftablesError
     try:
         backend = Backend(Executor(), config)
-        bans = (backend.check() if args.mode == "check" else backend.apply()).bans
+        backend.check() if args.mode == "check" else backend.apply()
     except NftablesError as e:
         print(f"adaptive: nftables refused the ruleset, nothing changed:\n{e}", file=sys.stderr)
         return 1
@@ -51,5 +51,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"adaptive: cannot use libnftables: {e}", file=sys.stderr)
         return 1
     done = "checked by the kernel, nothing applied" if args.mode == "check" else "applied"
-    print(f"table inet {config.nftables.table}: {done}; {bans} live ban(s) kept")
+    print(f"table inet {config.nftables.table}: {done}; its ban sets and their bans kept")
     return 0

@@ -13,19 +13,18 @@ from adaptive.config import Config
 from adaptive.nftables.bans import BAN_SET, Ban, Counter, Network, parse_network, read_bans, read_counters
 from adaptive.nftables.executor import Runner
 from adaptive.nftables.ruleset import (
-    Layout, build_ban, build_ban_targets, build_delete_table, build_flush_probe, build_list_counters,
-    build_list_set, build_list_sets, build_list_table, build_probe, build_ruleset, build_unban,
+    Existing, Layout, build_ban, build_ban_targets, build_delete_table, build_flush_probe,
+    build_list_chains, build_list_counters, build_list_set, build_list_sets, build_list_table, build_probe,
+    build_ruleset, build_unban, counter_names,
 )
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What applying a configuration sends: the layout, the one payload, and how many bans it carries;
-    and the bans the kernel held before (`found`), which a start-up reconciles with the state."""
+    """What applying a configuration sends: the layout, the one payload, and how many bans it restores."""
     layout: Layout
     payload: dict
     bans: int
-    found: list[Ban]
 
 
 class Backend:
@@ -69,22 +68,25 @@ class Backend:
                    for obj in self._runner.run(build_list_sets(), terse=True) if "set" in obj)
 
     def plan(self, config: Config | None = None, restore: Iterable[Ban] = ()) -> Plan:
-        """The payload `apply` would send: the table for `config`, with every live ban (time left kept)
-        and counter value, plus `restore` (bans from the state; a network keeps its longest ban)."""
+        """The payload `apply` would send: the table for `config`, changed in place if it is there (the
+        ban sets keep their elements and time left, the counters their values, and nothing is listed
+        but names), plus `restore` (bans from the state; a network gets its longest ban)."""
         config = config or self._config
         with self._lock:
-            listing = self._listing(config.nftables.table)
-        found = read_bans(listing)
-        bans = _merge(found, restore)
+            existing, kept = self._existing(config)
+        bans = _merge(restore)
         layout = Layout.of(config.nftables, bans.values())
-        payload = build_ruleset(config, layout, read_counters(listing))
+        if kept:
+            layout = Layout(layout.table, tuple(sorted({*layout.ipv4_prefixes, *kept.get(4, ())})),
+                            tuple(sorted({*layout.ipv6_prefixes, *kept.get(6, ())})))
+        payload = build_ruleset(config, layout, existing=existing)
         payload["nftables"] += build_ban(layout, bans.values())["nftables"]
-        return Plan(layout, payload, len(bans), found)
+        return Plan(layout, payload, len(bans))
 
     def apply(self, config: Config | None = None, restore: Iterable[Ban] = ()) -> Plan:
         """Make the table `config` describes, atomically, keeping live bans; then use `config`.
-        Returns the plan applied (`bans`: how many the table holds). On NftablesError the kernel is as
-        it was."""
+        Returns the plan applied (`bans`: how many it restored). On NftablesError the kernel is as it
+        was."""
         config = config or self._config
         with self._lock, _collector_paused():
             plan = self.plan(config, restore)
@@ -152,7 +154,7 @@ class Backend:
         with self._lock:
             if not self.exists():
                 return {}
-            return read_counters(self._runner.run(build_list_counters(self.table)))
+            return self._named(read_counters(self._runner.run(build_list_counters(self.table))))
 
     def figures(self) -> tuple[dict[str, int], dict[str, Counter]]:
         """Elements per ban set, and the named counters, from one listing: what the metrics read.
@@ -161,9 +163,40 @@ class Backend:
             listing = self._listing(self.table)
         sizes = {s["name"]: len(s.get("elem", ())) for obj in listing
                  if (s := obj.get("set")) and BAN_SET.fullmatch(s["name"])}
-        return sizes, read_counters(listing)
+        return sizes, self._named(read_counters(listing))
 
     # --- internals ---
+
+    def _named(self, counters: dict[str, Counter]) -> dict[str, Counter]:
+        # An apply in place keeps counters; one a past configuration named lingers, unused: not reported.
+        names = set(counter_names(self._config))
+        return {name: c for name, c in counters.items() if name in names}
+
+    def _existing(self, config: Config) -> tuple[Existing | None, dict[int, list[int]]]:
+        """What an apply in place must delete (None: there is no table), and the prefix lengths of ban
+        sets the config no longer names that still hold bans (kept, with their rules, until they lapse).
+        Only names are listed, which costs nothing, but for such a leftover set."""
+        table = config.nftables.table
+        sets = [obj["set"]["name"] for obj in self._runner.run(build_list_sets(), terse=True)
+                if "set" in obj and obj["set"].get("table") == table]
+        if not sets:
+            return None, {}
+        chains = [obj["chain"]["name"] for obj in self._runner.run(build_list_chains())
+                  if "chain" in obj and obj["chain"].get("table") == table]
+        configured = set(Layout.of(config.nftables).ban_sets)
+        gone: list[str] = []
+        kept: dict[int, list[int]] = {}
+        for name in sets:
+            match = BAN_SET.fullmatch(name)
+            if match is None:
+                gone.append(name)
+            elif name not in configured:
+                listing = self._runner.run(build_list_set(table, name))
+                if any(obj["set"].get("elem") for obj in listing if "set" in obj):
+                    kept.setdefault(int(match[1]), []).append(int(match[2]))
+                else:
+                    gone.append(name)
+        return Existing(tuple(chains), tuple(gone)), kept
 
     def _listing(self, table: str, counters: bool = True) -> list[dict]:
         """The ban sets (with elements) and, with `counters`, everything else of `table`; nothing if it
@@ -206,10 +239,10 @@ def _collector_paused():
             gc.enable()
 
 
-def _merge(live: Iterable[Ban], restore: Iterable[Ban]) -> dict[tuple, Ban]:
+def _merge(bans: Iterable[Ban]) -> dict[tuple, Ban]:
     """One ban per network, the one that lasts longest (None, never lifted, lasts longest)."""
     merged: dict[tuple, Ban] = {}
-    for ban in (*live, *restore):
+    for ban in bans:
         network = (ban.version, ban.key, ban.prefixlen)
         old = merged.get(network)
         if old is None or old.left is not None and (ban.left is None or ban.left > old.left):

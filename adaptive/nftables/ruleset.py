@@ -166,15 +166,34 @@ def counter_names(config: Config) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class Existing:
+    """What the table in the kernel holds, as far as the cheap listings tell (`list sets`, `list
+    chains`): the chains and the sets that an apply in place deletes and makes again."""
+    chains: tuple[str, ...] = ()
+    sets: tuple[str, ...] = ()      # every set but the ban sets that stay
+
+
 def build_ruleset(config: Config, layout: Layout | None = None,
-                  counters: Mapping[str, Counter] | None = None) -> dict:
-    """The whole table as one payload that replaces any old one. `counters` carries values over."""
+                  counters: Mapping[str, Counter] | None = None, existing: Existing | None = None) -> dict:
+    """The whole table as one payload. Without `existing`, it replaces any old table (`counters`
+    carries values over). With it, the table that is there is changed in place: every rule flushed,
+    the chains and `existing.sets` deleted and made again, and the ban sets and counters left as they
+    are, elements and values kept, so that nothing has to list them (a listing costs the kernel time
+    that grows with the square of a set's size)."""
     nft = config.nftables
     layout = layout or Layout.of(nft)
     counters = counters or {}
     b = _Builder(nft.table)
     table = {"family": FAMILY, "name": nft.table}
-    b.commands += [{"add": {"table": table}}, {"delete": {"table": table}}, {"add": {"table": table}}]
+    if existing is None:
+        b.commands += [{"add": {"table": table}}, {"delete": {"table": table}}, {"add": {"table": table}}]
+    else:
+        b.commands += [{"add": {"table": table}}, {"flush": {"table": table}}]
+        b.commands += [{"delete": {"chain": {"family": FAMILY, "table": nft.table, "name": name}}}
+                       for name in existing.chains]
+        b.commands += [{"delete": {"set": {"family": FAMILY, "table": nft.table, "name": name}}}
+                       for name in existing.sets]
 
     for name in counter_names(config):
         kept = counters.get(name, Counter(0, 0))
@@ -405,6 +424,11 @@ def build_list_table(table: str) -> dict:
 
 def build_list_counters(table: str) -> dict:
     return {"nftables": [{"list": {"counters": {"family": FAMILY, "table": table}}}]}
+
+
+def build_list_chains() -> dict:
+    """Every chain of the family, without rules: answered without fetching any set's elements."""
+    return {"nftables": [{"list": {"chains": {"family": FAMILY}}}]}
 
 
 def build_list_sets() -> dict:
