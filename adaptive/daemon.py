@@ -366,7 +366,12 @@ class Daemon:
             raise ControlError("\n".join(problems), "failed") from None
         changes = []
         if self.backend is not None:
-            self._kernel("apply", lambda: self.backend.apply(config).bans)
+            try:
+                self._kernel("apply", lambda: self.backend.apply(config).bans)
+            except (NftablesError, ValueError) as e:
+                # Checked a moment ago, yet refused: the old table stands (one transaction), and so does
+                # the running configuration.
+                raise ControlError(f"the kernel refused the new ruleset: {e}", "failed") from None
             changes.append("ruleset applied")
         if config.metrics.listen != self.config.metrics.listen:
             changes.append("metrics.listen takes effect at the next start")

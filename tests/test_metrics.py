@@ -297,6 +297,20 @@ def test_status_says_when_the_kernel_cannot_be_read(kernel_rig, monkeypatch):
     assert _Handler(daemon).status()["bans"] == sum(KERNEL.bans.values())
 
 
+def test_a_reload_the_kernel_refuses_after_its_check_keeps_the_running_configuration(kernel_rig, monkeypatch):
+    from adaptive.control.socket import ControlError
+    daemon = kernel_rig.daemon
+    running = daemon.config
+
+    def refused(config=None, restore=()):
+        raise NftablesError("Could not process rule: Interrupted system call", {})
+    monkeypatch.setattr(kernel_rig.backend, "apply", refused)
+    with pytest.raises(ControlError, match="the kernel refused the new ruleset: Could not process rule"):
+        daemon.reload()
+    assert daemon.config is running
+    assert kernel_rig.value("adaptive_errors_total", kind="nft") == 1
+
+
 def test_state_errors(rig):
     def broken():
         raise StateError("state.db: database disk image is malformed")

@@ -462,3 +462,24 @@ def test_render_parses_back_to_the_payload():
         {"delete": {"element": {"family": "inet", "table": "adaptive", "name": "ban6", "elem": ["2001:db8::1"]}}},
     ]}
     assert _json.loads(render(payload)) == payload
+
+
+def test_the_executor_holds_signals_back_while_libnftables_waits_for_the_kernel():
+    # A signal on the calling thread during the call failed it with EINTR, though the kernel may have
+    # done it: the signals from outside are blocked for the call, and the mask is as it was after.
+    import signal as signals
+    from adaptive.nftables.executor import Executor
+
+    class Nft:
+        def set_json_output(self, on):
+            pass
+
+        def cmd(self, text):
+            self.blocked = signals.pthread_sigmask(signals.SIG_BLOCK, [])
+            return 0, "", ""
+
+    nft = Nft()
+    before = signals.pthread_sigmask(signals.SIG_BLOCK, [])
+    Executor(nft).run({"nftables": []})
+    assert {signals.SIGHUP, signals.SIGTERM, signals.SIGINT} <= nft.blocked
+    assert signals.pthread_sigmask(signals.SIG_BLOCK, []) == before

@@ -7,10 +7,16 @@ does that. No `nft` process is spawned and no text output is parsed.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from typing import Any, Protocol
 
 from adaptive.nftables.ruleset import render
+
+# The signals a process gets from outside while it runs (systemd, an admin, a terminal): held back
+# during a libnftables call. Faults (SIGSEGV and the like) and SIGKILL/SIGSTOP are not among them.
+_ASYNC_SIGNALS = {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+                  signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE, signal.SIGWINCH}
 
 
 class NftablesError(Exception):
@@ -72,7 +78,16 @@ class Executor:
 
     def _send(self, payload: dict) -> list[dict]:
         # What Nftables.json_cmd does, with JSON text rendered fast: a 100,000-ban payload is a few MB.
-        rc, output, error = self._nft.cmd(render(payload))
+        text = render(payload)
+        # A signal that lands on this thread while libnftables waits for the kernel's answer fails the
+        # command with EINTR, though the kernel may have done it (seen: a SIGHUP during a reload's
+        # apply). Blocked here, the kernel hands it to another thread, and Python still runs its
+        # handler on the main thread once this call is over.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _ASYNC_SIGNALS)
+        try:
+            rc, output, error = self._nft.cmd(text)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if rc != 0:
             raise NftablesError(_message(error) or f"libnftables failed (rc {rc})", payload, rc)
         if not output:
