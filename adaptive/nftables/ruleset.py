@@ -26,11 +26,11 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from adaptive.config import Config, NftablesConfig, OutboundConfig, WholeHostConfig
 from adaptive.addresses import Target
-from adaptive.nftables.bans import Ban, Counter, Network, parse_network
+from adaptive.nftables.bans import Ban, Network, parse_network
 
 FAMILY = "inet"
 LOOPBACK = (ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv6Network("::1/128"))
@@ -174,16 +174,14 @@ class Existing:
     sets: tuple[str, ...] = ()      # every set but the ban sets that stay
 
 
-def build_ruleset(config: Config, layout: Layout | None = None,
-                  counters: Mapping[str, Counter] | None = None, existing: Existing | None = None) -> dict:
-    """The whole table as one payload. Without `existing`, it replaces any old table (`counters`
-    carries values over). With it, the table that is there is changed in place: every rule flushed,
-    the chains and `existing.sets` deleted and made again, and the ban sets and counters left as they
-    are, elements and values kept, so that nothing has to list them (a listing costs the kernel time
-    that grows with the square of a set's size)."""
+def build_ruleset(config: Config, layout: Layout | None = None, existing: Existing | None = None) -> dict:
+    """The whole table as one payload. Without `existing`, it replaces any old table. With it, the
+    table that is there is changed in place: every rule flushed, the chains and `existing.sets`
+    deleted and made again, and the ban sets and counters only added, which leaves them as they are,
+    elements and values kept, so that nothing has to list them (a listing costs the kernel time that
+    grows with the square of a set's size)."""
     nft = config.nftables
     layout = layout or Layout.of(nft)
-    counters = counters or {}
     b = _Builder(nft.table)
     table = {"family": FAMILY, "name": nft.table}
     if existing is None:
@@ -196,8 +194,7 @@ def build_ruleset(config: Config, layout: Layout | None = None,
                        for name in existing.sets]
 
     for name in counter_names(config):
-        kept = counters.get(name, Counter(0, 0))
-        b.add("counter", name, packets=kept.packets, bytes=kept.bytes)
+        b.add("counter", name, packets=0, bytes=0)    # an existing counter keeps its values
 
     allow = [*LOOPBACK, *config.allowlist.addresses]
     for f in FAMILIES:
