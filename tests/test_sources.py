@@ -94,19 +94,24 @@ def test_start_beginning_reads_existing_lines(log, store):
     assert drain(source) == b"old 1\nold 2\n"
 
 
-def test_missing_file_is_no_error_and_is_read_from_its_beginning_once_created(log, store):
+def test_missing_file_is_reported_and_read_from_its_beginning_once_created(log, store):
     source = FileSource("mail", log, store, start="end")
     assert source.poll() == []
-    assert source.error is None
+    assert source.error == f"{log}: does not exist (waiting for it)"
     assert source.position is None
     log.write_bytes(b"first\nsecond\n")                 # created after start: all of it is new
     assert drain(source) == b"first\nsecond\n"
-
-
-def test_missing_directory_is_no_error(tmp_path, store):
-    source = FileSource("mail", tmp_path / "not-yet" / "mail.log", store)
-    assert source.poll() == []
     assert source.error is None
+
+
+def test_missing_directory_is_reported_and_waited_for(tmp_path, store):
+    path = tmp_path / "not-yet" / "mail.log"
+    source = FileSource("mail", path, store)
+    assert source.poll() == []
+    assert source.error == f"{path}: does not exist (waiting for it)"
+    path.parent.mkdir()
+    path.write_bytes(b"1\n")
+    assert drain(source) == b"1\n" and source.error is None
 
 
 # --- resuming ---

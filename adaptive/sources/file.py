@@ -99,8 +99,9 @@ class FileSource:
     makes it prompt. It reads at most `max_chunk` bytes per call, so a long backlog comes in slices.
     A half-written last line is kept, not returned, until its newline arrives; one longer than
     `max_line` is dropped up to its newline and counted in `discarded_lines`, so that a runaway
-    line cannot hold memory without bound. Errors (permission denied, a directory at the path) never
-    raise: `error` names the path and the problem until a poll succeeds again. Bytes in, bytes out:
+    line cannot hold memory without bound. Errors (no file at the path, permission denied, a directory
+    at the path) never raise: `error` names the path and the problem until a poll succeeds again, and
+    the source keeps waiting for the file. Bytes in, bytes out:
     lines are not decoded here.
     """
 
@@ -147,7 +148,8 @@ class FileSource:
         except _NotAFile as e:
             self._report(str(e))
         else:
-            self._report(None)
+            # Nothing at the path yet: waited for, and said (a typo in a path must not go unseen).
+            self._report(None if self._file is not None else f"{self.path}: does not exist (waiting for it)")
         position = self.position
         if position is not None and position != (out[-1].position if out else self._reported):
             out.append(Chunk(self.name, b"", position))
