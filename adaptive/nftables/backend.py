@@ -15,7 +15,7 @@ from adaptive.nftables.executor import Runner
 from adaptive.nftables.ruleset import (
     Existing, Layout, build_ban, build_ban_targets, build_delete_table, build_flush_probe,
     build_list_chains, build_list_counters, build_list_set, build_list_sets, build_list_table, build_probe,
-    build_ruleset, build_unban, counter_names,
+    build_ruleset, build_unban, counter_names, expected,
 )
 
 
@@ -66,6 +66,14 @@ class Backend:
         table = table or self.table
         return any(obj["set"].get("table") == table
                    for obj in self._runner.run(build_list_sets(), terse=True) if "set" in obj)
+
+    def missing(self) -> list[str]:
+        """What of the table last applied is not in the kernel now: "table", or "set NAME" and "chain
+        NAME" for each one gone; [] when all is there. Only names are listed (`list sets` terse and
+        `list chains`), which libnftables answers without fetching a single element: a few
+        milliseconds whatever the number of bans, so the daemon can look every second."""
+        with self._lock:
+            return _missing(self._runner, self._config, self._layout)
 
     def plan(self, config: Config | None = None, restore: Iterable[Ban] = ()) -> Plan:
         """The payload `apply` would send: the table for `config`, changed in place if it is there (the
@@ -224,6 +232,19 @@ class Backend:
             elems = [e for obj in probe if "set" in obj for e in obj["set"].get("elem", ())]
             self._updates_timeout = bool(elems) and elems[0]["elem"].get("timeout") == 3600
         return self._updates_timeout
+
+
+def _missing(runner: Runner, config: Config, layout: Layout) -> list[str]:
+    table = config.nftables.table
+    sets = {obj["set"]["name"] for obj in runner.run(build_list_sets(), terse=True)
+            if "set" in obj and obj["set"].get("table") == table}
+    if not sets:
+        return ["table"]      # a table of adaptive's always holds sets: none listed means it is gone
+    chains = {obj["chain"]["name"] for obj in runner.run(build_list_chains())
+              if "chain" in obj and obj["chain"].get("table") == table}
+    wanted_sets, wanted_chains = expected(config, layout)
+    return ([f"set {name}" for name in wanted_sets if name not in sets]
+            + [f"chain {name}" for name in wanted_chains if name not in chains])
 
 
 @contextlib.contextmanager

@@ -166,6 +166,20 @@ def counter_names(config: Config) -> list[str]:
     return names
 
 
+def expected(config: Config, layout: Layout) -> tuple[list[str], list[str]]:
+    """The sets and the chains `build_ruleset(config, layout)` makes: what a watch of the table
+    expects to find there."""
+    sets = ["allow4", "allow6", *layout.ban_sets]
+    limits, out = config.rate_limit, config.outbound
+    sets += [f"rate{f.version}_{limit.port}" for limit in limits.ports for f in FAMILIES]
+    if limits.conn_limit and limits.ports:
+        sets += ["conn4", "conn6"]
+    if out.enabled and out.relays:
+        sets += ["relay4", "relay6"]
+    chains = ["input"] + (["host"] if config.whole_host.enabled else []) + (["output"] if out.enabled else [])
+    return sets + ["probe"], chains
+
+
 @dataclass(frozen=True)
 class Existing:
     """What the table in the kernel holds, as far as the cheap listings tell (`list sets`, `list
