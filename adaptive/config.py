@@ -135,6 +135,12 @@ def _non_negative(value: int) -> int:
     return value
 
 
+def _seconds(value: float) -> float:
+    if not 0 < value < math.inf:
+        raise ValueError("expected a number of seconds above 0")
+    return float(value)
+
+
 def _positive(value: int) -> int:
     if value < 1:
         raise ValueError("must be at least 1")
@@ -251,6 +257,7 @@ class NftablesConfig:
     ipv4_prefixes: tuple[int, ...] = _checked((24,), _prefix_lengths(32))
     ipv6_prefixes: tuple[int, ...] = _checked((48, 64), _prefix_lengths(128))
     remove_on_exit: bool = _checked(False, _flag)
+    reconcile_every: float = _checked(300.0, _seconds)
 
 
 @dataclass(frozen=True)
@@ -393,12 +400,6 @@ DEFAULT_WEIGHTS: tuple[tuple[str, float], ...] = (
     ("protocol_abuse", 1.0), ("lost_connection", 0.3), ("no_auth_disconnect", 0.2),
 )
 _WEIGHED = tuple(kind for kind, _ in DEFAULT_WEIGHTS)
-
-
-def _seconds(value: float) -> float:
-    if not 0 < value < math.inf:
-        raise ValueError("expected a number of seconds above 0")
-    return float(value)
 
 
 def _above_zero(value: float) -> float:

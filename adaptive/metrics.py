@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 OUTCOMES = ("ban", "suppressed", "dry_run")        # `decisions.Outcome`'s values
 ERRORS = ("nft", "source", "state")
 OPERATIONS = ("apply", "ban", "unban")             # the kernel transactions the daemon makes
+REPAIRS = ("table", "set", "chain", "elements")    # what a repair of the table found missing
 LATENCY_BUCKETS = (.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1.0, 2.0, 5.0, 10.0, 30.0)
 TRANSACTION_BUCKETS = (.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1.0, 2.0, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000, 100000, 500000)
@@ -73,6 +74,9 @@ class Metrics(Protocol):
     def banned(self, seconds: float, count: int = 1) -> None:
         """`count` bans are in the kernel, `seconds` after their log lines were read."""
 
+    def repair(self, what: str) -> None:
+        """The table was applied again because part of it (`REPAIRS`) was gone from the kernel."""
+
     def error(self, kind: str) -> None:
         """Something failed (`ERRORS`): the kernel refused a change, a source cannot be read, the
         state database failed a request."""
@@ -100,6 +104,9 @@ class NullMetrics:
         pass
 
     def banned(self, seconds: float, count: int = 1) -> None:
+        pass
+
+    def repair(self, what: str) -> None:
         pass
 
     def error(self, kind: str) -> None:
@@ -136,6 +143,7 @@ class Snapshot:
     sources: Mapping[str, SourceFigures] = field(default_factory=dict)
     tracked: int = 0                # sources the scorer holds a score for
     evictions: int = 0              # sources dropped to keep the scorer within max_sources
+    state_bans: int | None = None   # live bans the state holds (the kernel should hold as many)
 
 
 @dataclass(frozen=True)
@@ -204,7 +212,7 @@ class Census:
         self._scorer: _Scorer | None = None
         self._evicted = 0
 
-    def take(self, followers: Iterable[_Follower], scorer: _Scorer) -> Snapshot:
+    def take(self, followers: Iterable[_Follower], scorer: _Scorer, state_bans: int | None = None) -> Snapshot:
         sources = {}
         for f in followers:
             name = f.source.name
@@ -217,7 +225,7 @@ class Census:
         if self._scorer is not None and self._scorer is not scorer:
             self._evicted += self._scorer.evictions
         self._scorer = scorer
-        return Snapshot(sources, len(scorer), self._evicted + scorer.evictions)
+        return Snapshot(sources, len(scorer), self._evicted + scorer.evictions, state_bans)
 
 
 def _flat(c: _Counts) -> Counter:
@@ -326,6 +334,12 @@ class Exporter:
             "unreadable), state (the state database failed a request).", ["kind"], registry=r)
         for kind in ERRORS:
             self._errors.labels(kind)
+        self._repairs = CounterMetric(
+            "adaptive_repairs", "The table applied again, with every live ban of the state, because "
+            "part of it was gone from the kernel (another tool flushed or changed it), by what was "
+            "missing.", ["what"], registry=r)
+        for what in REPAIRS:
+            self._repairs.labels(what)
         Info("adaptive_build", "The running adaptive.", registry=r).info({"version": version})
         if process:
             ProcessCollector(registry=r)
@@ -356,6 +370,9 @@ class Exporter:
     def banned(self, seconds: float, count: int = 1) -> None:
         for _ in range(count):
             self._latency.observe(seconds)
+
+    def repair(self, what: str) -> None:
+        self._repairs.labels(what if what in REPAIRS else "table").inc()
 
     def error(self, kind: str) -> None:
         self._errors.labels(kind).inc()
@@ -460,6 +477,9 @@ def census_families(s: Snapshot) -> Iterator[Metric]:
                             "holds a score for.", value=s.tracked)
     yield CounterMetricFamily("adaptive_scoring_evictions", "Sources dropped to keep the scorer within "
                               "scoring.max_sources.", value=s.evictions)
+    if s.state_bans is not None:
+        yield GaugeMetricFamily("adaptive_bans_state", "Live bans in the state database (enforced ones: "
+                                "adaptive_bans, per set, should add up to as many).", value=s.state_bans)
 
 
 # The table's named counters (`nftables.ruleset.counter_names`) and the families they feed.

@@ -228,6 +228,11 @@ class State:
             args += (outcome,)
         return dict(self._db.execute(sql, args))
 
+    def live_count(self, at: float) -> int:
+        """How many bans to enforce are live at `at` (`live_bans`' length, counted by SQLite)."""
+        return self._db.execute('SELECT count(*) FROM bans WHERE ("end" IS NULL OR "end" > ?) '
+                                'AND outcome = \'ban\'', (at,)).fetchone()[0]
+
     def bans(self) -> list[BanRecord]:
         """Every ban row, live or lapsed, by start."""
         return [_ban_record(row) for row in

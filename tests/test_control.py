@@ -71,8 +71,12 @@ class FakeHandler:
     def status(self):
         self._record("status")
         return {"version": "0.1.0", "uptime": 7384, "dry_run": False,
-                "sources": [{"name": "mail", "path": "/var/log/mail.log", "position": 123456, "lag": 2048}],
-                "events": 42, "decisions": 3, "bans": 2}
+                "sources": [{"name": "mail", "path": "/var/log/mail.log", "position": 123456, "lag": 2048,
+                             "error": None},
+                            {"name": "dovecot", "path": "/var/log/dovecot.log", "position": None, "lag": None,
+                             "error": "/var/log/dovecot.log: does not exist (waiting for it)"}],
+                "events": 42, "decisions": 3, "bans": 2, "bans_state": 3,
+                "disagree": "the kernel holds 2 ban(s), the state 3"}
 
     def explain(self, address):
         self._record("explain", address)
@@ -502,8 +506,11 @@ def test_status(server):
     assert human.returncode == 0, human.stderr
     assert human.stdout == ("adaptive 0.1.0, up 2h3m, enforcing\n"
                             "sources:\n"
-                            "  mail  /var/log/mail.log  position 123456  lag 2.0 KiB\n"
-                            "events 42, decisions 3, bans in the kernel 2\n")
+                            "  mail     /var/log/mail.log     position 123456  lag 2.0 KiB\n"
+                            "  dovecot  /var/log/dovecot.log  waiting          failing: "
+                            "/var/log/dovecot.log: does not exist (waiting for it)\n"
+                            "events 42, decisions 3, bans in the kernel 2, in the state 3\n"
+                            "warning: the kernel and the state disagree: the kernel holds 2 ban(s), the state 3\n")
     as_json = adaptive("status", "--json", "--socket", str(server.path))
     assert json.loads(as_json.stdout) == FakeHandler().status()
 

@@ -7,6 +7,8 @@ real kernel). The census is taken directly (`Census.take`), as the daemon's loop
 
 from __future__ import annotations
 
+import time
+
 import json
 import os
 import re
@@ -52,6 +54,8 @@ class FakeBackend:
         self.banned: list = []
         self.unbanned: list = []
         self.fail: Exception | None = None
+        self.gone: list[str] = []          # what `missing` reports: what another tool removed
+        self.applied: list[int] = []       # bans restored by each apply
         self.layout = self
 
     def ban_set(self, network):
@@ -63,11 +67,17 @@ class FakeBackend:
     def exists(self) -> bool:
         return False
 
+    def missing(self) -> list:
+        return list(self.gone)
+
     def list(self) -> list:
         return []
 
     def apply(self, config=None, restore=()) -> SimpleNamespace:
-        return SimpleNamespace(bans=len(list(restore)), found=[])
+        restore = list(restore)
+        self.applied.append(len(restore))
+        self.gone, self.fail = [], None    # the table is whole again
+        return SimpleNamespace(bans=len(restore), found=[])
 
     def check(self, config=None, restore=()) -> SimpleNamespace:
         return SimpleNamespace(bans=0, found=[])
@@ -270,6 +280,36 @@ def test_nft_errors(kernel_rig):
     assert kernel_rig.value("adaptive_errors_total", kind="nft") == 1
     assert kernel_rig.value("adaptive_nft_transaction_duration_seconds_count", operation="ban") == 0
     assert kernel_rig.value("adaptive_ban_latency_seconds_count") == 0
+
+
+def now_fails(ip: str) -> str:
+    """Five failures logged now: their ban is live by the daemon's clock."""
+    return "".join(fail(ip).replace("Nov 24 10:00:01", time.strftime("%b %d %H:%M:%S")) for _ in range(5))
+
+
+def test_a_ban_into_a_vanished_set_repairs_the_table_with_every_live_ban(kernel_rig):
+    backend = kernel_rig.backend
+    backend.fail = NftablesError("Could not process rule: No such file or directory", {})
+    backend.gone = ["set ban4", "chain input"]
+    kernel_rig.feed(now_fails("203.0.113.7"))
+    assert backend.applied[-1] == 1                  # the start's apply, then the repair with the new ban
+    assert kernel_rig.value("adaptive_repairs_total", what="set") == 1
+    assert kernel_rig.value("adaptive_repairs_total", what="chain") == 1
+    assert kernel_rig.value("adaptive_repairs_total", what="table") == 0
+    assert kernel_rig.value("adaptive_ban_latency_seconds_count") == 1
+    backend.gone = ["table"]
+    assert kernel_rig.daemon.watch_kernel(force=True) == ["table"]
+    assert kernel_rig.value("adaptive_repairs_total", what="table") == 1
+    assert kernel_rig.daemon.watch_kernel(force=True) == []
+
+
+def test_live_bans_in_the_state(kernel_rig, monkeypatch):
+    daemon = kernel_rig.daemon
+    monkeypatch.setattr(daemon, "call", lambda work, timeout=60.0: work())     # no loop runs here
+    kernel_rig.exporter.watch(daemon._take_census, lambda: None)
+    assert kernel_rig.value("adaptive_bans_state") == 0
+    kernel_rig.feed(now_fails("203.0.113.7"))
+    assert kernel_rig.value("adaptive_bans_state") == 1
 
 
 def test_a_manual_ban_the_kernel_refuses_is_an_error_and_stays_in_the_state(kernel_rig):

@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 # What the daemon reports, in the order shown; any other key is shown after them as it is.
-_SHOWN = ("version", "uptime", "dry_run", "sources", "events", "decisions", "bans")
+_SHOWN = ("version", "uptime", "dry_run", "sources", "events", "decisions", "bans", "bans_state", "disagree")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,13 +36,18 @@ def run(args: argparse.Namespace) -> int:
     sources = result.get("sources", [])
     if sources:
         out.write("sources:\n")
-        rows = [(str(s.get("name", "?")), str(s.get("path", "")), f"position {s.get('position', '?')}",
-                 f"lag {_bytes(s.get('lag'))}") for s in sources]
+        rows = [(str(s.get("name", "?")), str(s.get("path", "")),
+                 "waiting" if s.get("position") is None else f"position {s['position']}",
+                 f"failing: {s['error']}" if s.get("error") else f"lag {_bytes(s.get('lag'))}")
+                for s in sources]
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for row in rows:
             out.write("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3] + "\n")
+    kernel = "?" if result.get("bans") is None else result["bans"]
     out.write(f"events {result.get('events', 0)}, decisions {result.get('decisions', 0)}, "
-              f"bans in the kernel {'?' if result.get('bans') is None else result['bans']}\n")
+              f"bans in the kernel {kernel}, in the state {result.get('bans_state', '?')}\n")
+    if result.get("disagree"):
+        out.write(f"warning: the kernel and the state disagree: {result['disagree']}\n")
     for key, value in result.items():
         if key not in _SHOWN:
             out.write(f"{key.replace('_', ' ')}: {value}\n")
