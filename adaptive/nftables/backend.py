@@ -12,6 +12,7 @@ from adaptive.addresses import Target
 from adaptive.config import Config
 from adaptive.nftables.bans import BAN_SET, Ban, Counter, Network, parse_network, read_bans, read_counters
 from adaptive.nftables.executor import Runner
+from adaptive.nftables.netlink import rules_digest
 from adaptive.nftables.ruleset import (
     Existing, Layout, build_ban, build_ban_targets, build_delete_table, build_flush_probe,
     build_list_chains, build_list_counters, build_list_set, build_list_sets, build_list_table, build_probe,
@@ -44,6 +45,7 @@ class Backend:
         self._config = config
         self._layout = Layout.of(config.nftables)
         self._updates_timeout: bool | None = None
+        self._rules: dict[str, str] | None = None   # the rules as the last apply left them (digests)
         self._lock = threading.RLock()
 
     @property
@@ -70,10 +72,16 @@ class Backend:
     def missing(self) -> list[str]:
         """What of the table last applied is not in the kernel now: "table", or "set NAME" and "chain
         NAME" for each one gone; [] when all is there. Only names are listed (`list sets` terse and
-        `list chains`), which libnftables answers without fetching a single element: a few
-        milliseconds whatever the number of bans, so the daemon can look every second."""
+        `list chains`), which libnftables answers without fetching a single element, and "rules" when
+        the rules differ from those the last `apply` left (read over netlink, `nftables.netlink`):
+        about a millisecond whatever the number of bans, so the daemon can look every second."""
         with self._lock:
-            return _missing(self._runner, self._config, self._layout)
+            missing = _missing(self._runner, self._config, self._layout)
+            if not missing and self._rules is not None:
+                now = _digest(self.table)
+                if now is not None and now != self._rules:
+                    missing.append("rules")
+            return missing
 
     def plan(self, config: Config | None = None, restore: Iterable[Ban] = ()) -> Plan:
         """The payload `apply` would send: the table for `config`, changed in place if it is there (the
@@ -100,6 +108,7 @@ class Backend:
             plan = self.plan(config, restore)
             self._runner.run(plan.payload)
             self._config, self._layout = config, plan.layout
+            self._rules = _digest(self.table)
         return plan
 
     def check(self, config: Config | None = None, restore: Iterable[Ban] = ()) -> Plan:
@@ -114,6 +123,7 @@ class Backend:
         with self._lock:
             if self.exists():
                 self._runner.run(build_delete_table(self.table))
+            self._rules = None
 
     # --- bans ---
 
@@ -232,6 +242,14 @@ class Backend:
             elems = [e for obj in probe if "set" in obj for e in obj["set"].get("elem", ())]
             self._updates_timeout = bool(elems) and elems[0]["elem"].get("timeout") == 3600
         return self._updates_timeout
+
+
+def _digest(table: str) -> dict[str, str] | None:
+    """`rules_digest`, or None where netlink cannot be asked (then rules are not compared)."""
+    try:
+        return rules_digest(table)
+    except OSError:
+        return None
 
 
 def _missing(runner: Runner, config: Config, layout: Layout) -> list[str]:
