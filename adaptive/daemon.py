@@ -291,9 +291,7 @@ class Daemon:
         log.warning("table inet %s: %s gone (flushed or changed by another tool): applying it again "
                     "with the %d live ban(s) of the state", self.config.nftables.table,
                     ", ".join(missing), len(restore))
-        for what in sorted({m.split()[0] for m in missing}):
-            self.metrics.repair(what)
-        self.counts["repairs"] += 1
+        self._count_repair(missing)
         started = time.perf_counter()
         try:
             self._kernel("apply", lambda: self.backend.apply(restore=restore).bans)
@@ -302,6 +300,12 @@ class Daemon:
         else:
             log.warning("table inet %s repaired: %d ban(s) back in %.2f s", self.config.nftables.table,
                         len(restore), time.perf_counter() - started)
+
+    def _count_repair(self, missing: list[str]) -> None:
+        """One repair, counted by each kind of part found missing ("set ban4" counts as a set)."""
+        for what in sorted({m.split()[0] for m in missing}):
+            self.metrics.repair(what)
+        self.counts["repairs"] += 1
 
     def reconcile(self, now: bool = False) -> int | None:
         """Compare the kernel's ban sets with the state every `nftables.reconcile_every` seconds (or
@@ -498,8 +502,7 @@ class Daemon:
             now = self.clock()
             restore = _restore(self.state.live_ends(now), now) if missing else []
             if missing:
-                for what in sorted({m.split()[0] for m in missing}):
-                    self.metrics.repair(what)
+                self._count_repair(missing)
                 changes.append(f"{', '.join(missing)} gone: {len(restore)} ban(s) restored")
             try:
                 self._kernel("apply", lambda: self.backend.apply(config, restore=restore).bans)

@@ -582,7 +582,8 @@ def full_exposition(tmp_path: Path) -> str:
     rig.feed("junk\n" + IGNORED + "".join(fail("203.0.113.7", i, user=f"user{i}@example.org") for i in range(5)))
     _Handler(rig.daemon)._ban([read("192.0.2.7")], 600, "by hand", False)
     census = Census()
-    rig.exporter.watch(lambda: census.take(rig.daemon.followers, rig.daemon.scorer), lambda: KERNEL)
+    rig.exporter.watch(lambda: census.take(rig.daemon.followers, rig.daemon.scorer,
+                                           rig.daemon.state.live_count(rig.daemon.clock())), lambda: KERNEL)
     text = rig.text()
     rig.close()
     return text
