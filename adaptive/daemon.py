@@ -310,7 +310,7 @@ class Daemon:
     def reconcile(self, now: bool = False) -> int | None:
         """Compare the kernel's ban sets with the state every `nftables.reconcile_every` seconds (or
         `now`) and put right what differs: a ban missing from the kernel, or one whose time left no
-        longer matches its end, is banned again with the time it has left. The listing (0.6 s at
+        longer matches its end, is banned again with the time it has left. The listing (1.7 s at
         100,000 bans, mostly in C) runs on the helper thread; this starts it, and a later call takes
         its result. Returns how many bans were put right once one is done, else None."""
         if self.backend is None or not self._reads_kernel:

@@ -6,7 +6,8 @@ Runs in a network namespace of its own, created here and deleted afterwards. Pri
 100,000 live bans: one look (`Backend.missing`: the names of the sets and chains, what the daemon does
 every second), its CPU per hour, and side by side the look a script would make (an `nft -t list table`
 process, what fail2ban's `actioncheck` does before a ban); then the repair after `nft flush ruleset`:
-the table applied again with every ban of the state, in one transaction.
+the table applied again with every ban of the state, in one transaction; and the listing of the ban
+sets that a reconcile makes (every `nftables.reconcile_every` seconds, off the daemon's loop).
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def inside(bans: int, looks: int, as_json: bool) -> int:
         subprocess.run(["nft", "-t", "list", "table", "inet", config.nftables.table], check=True,
                        capture_output=True)
         script = time.perf_counter() - started
+        started = time.perf_counter()
+        kernel = {b.key: b.left for b in backend.list()}          # what a reconcile lists, off the loop
+        listing = time.perf_counter() - started
+        assert len(kernel) == count
         subprocess.run(["nft", "flush", "ruleset"], check=True)
         assert backend.missing() == ["table"]
         started = time.perf_counter()
@@ -59,9 +64,9 @@ def inside(bans: int, looks: int, as_json: bool) -> int:
         assert len(backend.list()) == count, "the repair lost bans"
         print(f"{count:>7,} bans: a look {look * 1000:6.2f} ms ({cpu * 3600:5.1f} s CPU an hour at one "
               f"a second); an `nft -t list table` process {script * 1000:7.1f} ms ({script / look:5.0f}x); "
-              f"repair after `flush ruleset` {repair:.3f} s")
+              f"repair after `flush ruleset` {repair:.3f} s; a reconcile's listing {listing:.3f} s")
         figures[count] = {"look_seconds": look, "look_cpu_seconds": cpu, "script_seconds": script,
-                          "repair_seconds": repair}
+                          "repair_seconds": repair, "listing_seconds": listing}
     backend.remove()
     if as_json:
         print(json.dumps({"looks": looks, "by_bans": figures}))

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/table.py
 
-Runs `parse.py`, `latency.py`, `nft.py` and `scoring.py`, each with `--json` (their own output goes to
+Runs `parse.py`, `latency.py`, `nft.py`, `repair.py` and `scoring.py`, each with `--json` (their own output goes to
 stderr as they run, so progress shows), and prints their figures side by side with fail2ban's (or one
 `nft` process per ban) and the ratios, as a Markdown table the README can hold.
 """
@@ -38,6 +38,7 @@ def main() -> int:
     parse = run("parse.py")
     latency = run("latency.py")
     nft = run("nft.py")
+    repair = run("repair.py")
     scoring = run("scoring.py")
     a, f = parse["adaptive"]["lines_per_s"], parse.get("fail2ban", {}).get("lines_per_s")
     la, lf = latency["adaptive"]["latency"], latency.get("fail2ban", {}).get("latency")
@@ -53,6 +54,12 @@ def main() -> int:
         (f"bans/s, {nft['bans']:,} in one batch (vs one `nft` process per ban)", f"{nft['bans_per_s']:,.0f}",
          f"{nft['process_bans_per_s']:,.0f}", f"{nft['ratio']:,.0f}×"),
         (f"restore {nft['bans']:,} bans into a fresh table", f"{nft['restore_seconds']:.2f} s", "", ""),
+        *[(f"a look at the table (every second), {int(n):,} bans (vs an `nft -t list table` process)",
+           f"{r['look_seconds'] * 1000:.2f} ms", f"{r['script_seconds'] * 1000:.0f} ms",
+           f"{r['script_seconds'] / r['look_seconds']:,.0f}×")
+          for n, r in repair["by_bans"].items() if int(n) == max(map(int, repair["by_bans"]))],
+        *[(f"repair after `nft flush ruleset`, {int(n):,} bans back", f"{r['repair_seconds']:.2f} s", "", "")
+          for n, r in repair["by_bans"].items() if int(n)],
         ("events/s through scoring and decisions", f"{scoring['events_per_s']:,.0f}", "", ""),
         (f"memory per tracked source ({scoring['sources']:,} tracked)", f"{scoring['bytes_per_source']:.0f} B",
          "", ""),
