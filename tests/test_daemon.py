@@ -75,6 +75,25 @@ def test_a_log_that_does_not_exist_yet_is_waited_for(tmp_path):
     daemon.close()
 
 
+def test_a_log_that_stays_missing_is_said_again_every_few_minutes(tmp_path, monkeypatch, caplog):
+    import adaptive.daemon as daemon_module
+    seen: list[str] = []
+    daemon = offline(tmp_path, seen, start="end")
+    with caplog.at_level("WARNING"):
+        daemon.poll_once()
+        daemon._nag_sources()                       # the first look only notes the time
+        assert "still" not in caplog.text
+        monkeypatch.setattr(daemon_module, "SOURCE_NAG", 0.0)
+        daemon._nag_sources()
+    assert f"source mail: {tmp_path / 'mail.log'}: does not exist (waiting for it)" in caplog.text
+    assert f"source mail: still {tmp_path / 'mail.log'}: does not exist" in caplog.text
+    append(tmp_path / "mail.log", fail("192.0.2.5"))
+    assert daemon.poll_once() == 1
+    daemon._nag_sources()
+    assert daemon._nagged == {}
+    daemon.close()
+
+
 def test_the_loop_is_woken_through_a_pipe_a_signal_handler_may_write_to():
     from adaptive.daemon import _Waker
     waker = _Waker()
