@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 POLL = 1.0          # seconds between polls when nothing woke us: the fallback for missed file events
 FLUSH_EVERY = 0.005  # seconds a ban may wait for others to join its kernel transaction
 FLUSH_SIZE = 1000    # bans that make a kernel transaction at once
-WATCH_EVERY = 1.0    # seconds between looks at the table's sets and chains (a few ms each)
+WATCH_EVERY = 1.0    # seconds between looks at the table's sets, chains and rules (about 1 ms each)
 SOURCE_NAG = 300.0   # seconds between warnings that a source still cannot be read
 
 
@@ -265,12 +265,12 @@ class Daemon:
     # --- keeping the kernel true ---
 
     def watch_kernel(self, force: bool = False) -> list[str]:
-        """Look at the table's sets and chains (at most every WATCH_EVERY seconds, unless `force`) and
-        repair it if any is gone; returns what was found missing.
+        """Look at the table's sets, chains and rules (at most every WATCH_EVERY seconds, unless
+        `force`) and repair it if any is gone or changed; returns what was found missing.
 
         Why a look and not netlink events: every ban the daemon makes would come back as one event per
-        element (100,000 for an import), and a periodic look at names costs a few milliseconds a
-        second whatever the number of bans; see docs/ARCHITECTURE.md."""
+        element (100,000 for an import), and a look costs about a millisecond whatever the number of
+        bans; see docs/ARCHITECTURE.md."""
         if self.backend is None or (not force and time.monotonic() - self._watched_at < WATCH_EVERY):
             return []
         self._watched_at = time.monotonic()
@@ -332,10 +332,14 @@ class Daemon:
 
     def _list_kernel(self) -> dict[str, int | None]:
         """The kernel's bans, target -> seconds left (None: never lifted), with the reader's context."""
+        return {_target(b): b.left for b in self._reading_backend().list()}
+
+    def _reading_backend(self) -> Backend:
+        """A backend on the readers' own libnftables context, for listings off the loop's thread."""
         with self._reader_lock:
             if self._reader is None:
                 self._reader = Executor()
-        return {_target(b): b.left for b in Backend(self._reader, self.config).list()}
+        return Backend(self._reader, self.config)
 
     def _put_right(self, kernel: dict[str, int | None]) -> int:
         now = self.clock()
@@ -447,11 +451,8 @@ class Daemon:
         the interpreter free, and on the loop it would hold every ban behind it."""
         if not self._reads_kernel:
             return None
-        with self._reader_lock:
-            if self._reader is None:
-                self._reader = Executor()
         started = time.perf_counter()
-        sizes, counters = Backend(self._reader, self.config).figures()
+        sizes, counters = self._reading_backend().figures()
         return KernelFigures({(name, f"ipv{BAN_SET.fullmatch(name)[1]}"): n for name, n in sizes.items()},
                              {name: (c.packets, c.bytes) for name, c in counters.items()},
                              time.perf_counter() - started)

@@ -65,9 +65,7 @@ class Backend:
     def exists(self, table: str | None = None) -> bool:
         """Whether the table is there: it always holds sets, and listing set names is cheap, where
         libnftables 1.0.6 answers `list tables` only after fetching every set's elements."""
-        table = table or self.table
-        return any(obj["set"].get("table") == table
-                   for obj in self._runner.run(build_list_sets(), terse=True) if "set" in obj)
+        return bool(_set_names(self._runner, table or self.table))
 
     def missing(self) -> list[str]:
         """What of the table last applied is not in the kernel now: "table", or "set NAME" and "chain
@@ -195,8 +193,7 @@ class Backend:
         sets the config no longer names that still hold bans (kept, with their rules, until they lapse).
         Only names are listed, which costs nothing, but for such a leftover set."""
         table = config.nftables.table
-        sets = [obj["set"]["name"] for obj in self._runner.run(build_list_sets(), terse=True)
-                if "set" in obj and obj["set"].get("table") == table]
+        sets = _set_names(self._runner, table)
         if not sets:
             return None, {}
         chains = [obj["chain"]["name"] for obj in self._runner.run(build_list_chains())
@@ -220,8 +217,7 @@ class Backend:
         """The ban sets (with elements) and, with `counters`, everything else of `table`; nothing if it
         does not exist. With counters it is one `list table`: libnftables 1.0.6 fetches every element
         for a counter listing anyway, so one fetch serves both."""
-        names = [obj["set"]["name"] for obj in self._runner.run(build_list_sets(), terse=True)
-                 if "set" in obj and obj["set"].get("table") == table]
+        names = _set_names(self._runner, table)
         if not names:
             return []
         if counters:
@@ -244,6 +240,13 @@ class Backend:
         return self._updates_timeout
 
 
+def _set_names(runner: Runner, table: str) -> list[str]:
+    """The names of `table`'s sets, in the kernel's order ([]: no such table). Listed terse, which
+    libnftables answers without fetching an element."""
+    return [obj["set"]["name"] for obj in runner.run(build_list_sets(), terse=True)
+            if "set" in obj and obj["set"].get("table") == table]
+
+
 def _digest(table: str) -> dict[str, str] | None:
     """`rules_digest`, or None where netlink cannot be asked (then rules are not compared)."""
     try:
@@ -254,8 +257,7 @@ def _digest(table: str) -> dict[str, str] | None:
 
 def _missing(runner: Runner, config: Config, layout: Layout) -> list[str]:
     table = config.nftables.table
-    sets = {obj["set"]["name"] for obj in runner.run(build_list_sets(), terse=True)
-            if "set" in obj and obj["set"].get("table") == table}
+    sets = set(_set_names(runner, table))
     if not sets:
         return ["table"]      # a table of adaptive's always holds sets: none listed means it is gone
     chains = {obj["chain"]["name"] for obj in runner.run(build_list_chains())
