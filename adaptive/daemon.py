@@ -231,12 +231,19 @@ class Daemon:
 
     def request_stop(self) -> None:
         """Ask the loop to stop, as setting `run`'s event does, from a signal handler: a flag and a
-        pipe write, no lock (a handler may interrupt the loop, or another handler, holding any)."""
+        pipe write, no lock (a handler may interrupt the loop, or another handler, holding any). One
+        already asked returns at once: a burst of SIGTERMs, each landing inside the last one's pipe
+        write, nested handlers until RecursionError."""
+        if self._stop_asked:
+            return
         self._stop_asked = True
         self.wake()
 
     def request_reload(self) -> None:
-        """Ask the loop to reload (from a signal handler: sets a flag and writes to a pipe)."""
+        """Ask the loop to reload (from a signal handler: sets a flag and writes to a pipe; at once
+        if one is already asked)."""
+        if self._reload_asked:
+            return
         self._reload_asked = True
         self.wake()
 
