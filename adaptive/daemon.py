@@ -160,6 +160,8 @@ class Daemon:
         self._reconciled_at = time.monotonic()   # the start has just made kernel and state agree
         self._reconciling: Future | None = None  # the kernel's bans, being listed on the helper thread
         self._nagged: dict[str, float] = {}   # source name -> time.monotonic() of its last warning
+        self._unwritable_since: float | None = None   # time.monotonic() the state's disk began refusing
+        self._unwritable_said = 0.0
         self.metrics.watch(self._take_census, self._read_kernel)
 
     # --- start-up ---
@@ -221,6 +223,7 @@ class Daemon:
                 self.watch_kernel()
                 self.reconcile()
                 self._nag_sources()
+                self._persist()
                 if watchdog is not None:
                     watchdog.ping_if_due()
                 self._waker.wait(POLL if watchdog is None else min(POLL, watchdog.wait_at_most()))
@@ -386,6 +389,24 @@ class Daemon:
                 self._nagged[f.source.name] = now
                 log.warning("source %s: still %s", f.source.name, error)
 
+    def _persist(self) -> None:
+        """Writes the state's disk refused (full, say) are tried again every tick: bans stay enforced
+        and lines are read on meanwhile, each once. Each time it begins is counted as a state error,
+        and said again every SOURCE_NAG seconds while it lasts."""
+        if not self.state.unwritten:
+            self._unwritable_since = None
+            return
+        now = time.monotonic()
+        if self._unwritable_since is None:
+            self._unwritable_since = self._unwritable_said = now
+            self.metrics.error("state")
+        if self.state.retry():
+            return
+        if now - self._unwritable_said >= SOURCE_NAG:
+            self._unwritable_said = now
+            log.error("%s: still cannot write the state database (%s): %d change(s) wait in memory",
+                      self.config.state.path, self.state.write_error, self.state.unwritten)
+
     def _poll(self, source: FileSource) -> list[Chunk]:
         """`source.poll()`, noting when the lines were read (a ban's latency counts from there) and
         counting a new read error."""
@@ -449,8 +470,8 @@ class Daemon:
 
     def _take_census(self) -> Snapshot:
         """The pipeline's own counts, taken on the daemon's thread (called by a scrape's thread)."""
-        return self.call(lambda: self._census.take(self.followers, self.scorer,
-                                                   self.state.live_count(self.clock())), CENSUS_TIMEOUT)
+        return self.call(lambda: self._census.take(self.followers, self.scorer, self.state.live_count(self.clock()),
+                                                   self.state.unwritten), CENSUS_TIMEOUT)
 
     def _read_kernel(self) -> KernelFigures | None:
         """The kernel's figures, read by a scrape's or `status`'s thread with a libnftables context of
@@ -705,7 +726,9 @@ class _Handler:
             bans = len(d.backend.list()) if d.backend is not None else in_state
         return {"version": __version__, "uptime": d.clock() - d.started, "dry_run": d.config.decisions.dry_run,
                 "sources": sources, "events": d.counts["events"], "decisions": decisions, "bans": bans,
-                "bans_state": in_state, "repairs": d.counts["repairs"], "tracked": len(d.scorer)}
+                "bans_state": in_state, "repairs": d.counts["repairs"], "tracked": len(d.scorer),
+                **({"state_error": d.state.write_error, "state_unwritten": d.state.unwritten}
+                   if d.state.unwritten else {})}
 
     def explain(self, address: str) -> dict:
         return self.d.call(lambda: self._explain(address))

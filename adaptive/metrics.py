@@ -144,6 +144,7 @@ class Snapshot:
     tracked: int = 0                # sources the scorer holds a score for
     evictions: int = 0              # sources dropped to keep the scorer within max_sources
     state_bans: int | None = None   # live bans the state holds (the kernel should hold as many)
+    state_unwritten: int = 0        # changes the state's disk refused, waiting in memory
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,8 @@ class Census:
         self._scorer: _Scorer | None = None
         self._evicted = 0
 
-    def take(self, followers: Iterable[_Follower], scorer: _Scorer, state_bans: int | None = None) -> Snapshot:
+    def take(self, followers: Iterable[_Follower], scorer: _Scorer, state_bans: int | None = None,
+             state_unwritten: int = 0) -> Snapshot:
         sources = {}
         for f in followers:
             name = f.source.name
@@ -225,7 +227,7 @@ class Census:
         if self._scorer is not None and self._scorer is not scorer:
             self._evicted += self._scorer.evictions
         self._scorer = scorer
-        return Snapshot(sources, len(scorer), self._evicted + scorer.evictions, state_bans)
+        return Snapshot(sources, len(scorer), self._evicted + scorer.evictions, state_bans, state_unwritten)
 
 
 def _flat(c: _Counts) -> Counter:
@@ -480,6 +482,9 @@ def census_families(s: Snapshot) -> Iterator[Metric]:
     if s.state_bans is not None:
         yield GaugeMetricFamily("adaptive_bans_state", "Live bans in the state database (enforced ones: "
                                 "adaptive_bans, per set, should add up to as many).", value=s.state_bans)
+    yield GaugeMetricFamily("adaptive_state_unwritten", "Changes (bans, positions) the state database's "
+                            "disk refused (full, I/O error), waiting in memory to be written; 0 normally.",
+                            value=s.state_unwritten)
 
 
 # The table's named counters (`nftables.ruleset.counter_names`) and the families they feed.

@@ -133,7 +133,13 @@ class State:
         self.clock = clock
         self.moved_aside: Path | None = None   # where a corrupt database went, if it did
         self.created = False                   # whether this open made the database (new, or moved aside)
+        self.write_error: str | None = None     # why the disk refuses the writes that wait, if it does
         self._db = self._open(migrations)
+        self._depth = 0                         # transactions open inside one another
+        self._current: list[tuple] = []         # this transaction's writes: (key, sql, params, many)
+        self._unwritten: dict[object, tuple] = {}   # writes a refused commit left: key -> (sql, params, many)
+        self._serial = 0                        # a key for the writes that have none
+        self._broken: sqlite3.OperationalError | None = None   # a write of this transaction that failed
 
     # --- PositionStore ---
 
@@ -144,13 +150,14 @@ class State:
         return None if row is None else Position(*row)
 
     def save_position(self, source: str, position: Position) -> None:
-        self._db.execute(
+        # Keyed by source: of the positions that wait for a full disk, only the latest is kept.
+        self._write(
             'INSERT INTO positions (source, device, inode, "offset", fingerprint, updated) '
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET device = excluded.device, "
             'inode = excluded.inode, "offset" = excluded."offset", '
             "fingerprint = excluded.fingerprint, updated = excluded.updated",
             (source, position.device, position.inode, position.offset, position.fingerprint,
-             self.clock()))
+             self.clock()), key=("position", source))
 
     # --- bans ---
 
@@ -167,12 +174,13 @@ class State:
         if not rows:
             return 0
         with self.transaction():
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO bans ({_BAN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            self._db.executemany(
+            self._write(
+                f"INSERT OR REPLACE INTO bans ({_BAN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+                many=True)
+            self._write(
                 "INSERT INTO ban_history (target, time, duration, reason, origin, outcome) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(r[0], r[1], None if r[2] is None else r[2] - r[1], r[3], r[8], r[9]) for r in rows])
+                [(r[0], r[1], None if r[2] is None else r[2] - r[1], r[3], r[8], r[9]) for r in rows], many=True)
         return len(rows)
 
     def record_bans_alike(self, targets: list[str], start: float, end: float | None, reason: str,
@@ -191,10 +199,10 @@ class State:
         count = ("(SELECT count(*) FROM ban_history h WHERE h.target = j.value AND h.time >= ?)"
                  if counted_since is not None else "?")
         with self.transaction():
-            self._db.execute("INSERT INTO ban_history (target, time, duration, reason, origin, outcome) "
+            self._write("INSERT INTO ban_history (target, time, duration, reason, origin, outcome) "
                              "SELECT value, ?, ?, ?, ?, ? FROM json_each(?)",
                              (start, duration, reason, origin, outcome, listed))
-            self._db.execute(f"INSERT OR REPLACE INTO bans ({_BAN_COLUMNS}) "
+            self._write(f"INSERT OR REPLACE INTO bans ({_BAN_COLUMNS}) "
                              f"SELECT j.value, ?, ?, ?, 0.0, '{{}}', NULL, {count}, ?, ? FROM json_each(?) j",
                              (start, end, reason, 1 if counted_since is None else counted_since, origin,
                               outcome, listed))
@@ -251,33 +259,131 @@ class State:
 
     def remove_ban(self, target: str) -> bool:
         """Unban: forget the target's ban (its history stays). False if it had none."""
-        return self._db.execute("DELETE FROM bans WHERE target = ?", (target,)).rowcount > 0
+        return self._write("DELETE FROM bans WHERE target = ?", (target,)) > 0
 
     def remove_lapsed(self, at: float, history_before: float | None = None) -> int:
         """Drop the ban rows that ended by `at`, and the history older than `history_before` (kept
         whole if None: it must reach back as far as the longest look-back). Return the rows dropped."""
         with self.transaction():
-            n = self._db.execute('DELETE FROM bans WHERE "end" IS NOT NULL AND "end" <= ?', (at,)).rowcount
+            n = self._write('DELETE FROM bans WHERE "end" IS NOT NULL AND "end" <= ?', (at,))
             if history_before is not None:
-                n += self._db.execute("DELETE FROM ban_history WHERE time < ?", (history_before,)).rowcount
+                n += self._write("DELETE FROM ban_history WHERE time < ?", (history_before,))
         return n
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Everything inside commits together or not at all (positions and bans, say).
 
-        Nested use joins the outer transaction: only the outermost commits.
+        Nested use joins the outer transaction: only the outermost commits. A commit the disk refuses
+        (full, an I/O error, a file system gone read-only) raises nothing: the transaction's writes
+        wait in memory, in an open transaction that this connection's reads see, and each later
+        transaction (or `retry`) commits them with its own once the disk takes them. `unwritten`
+        says how many wait, `write_error` why. An exception inside the body rolls back its writes
+        only, and is raised.
         """
-        if self._db.in_transaction:
-            yield
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        if not self._db.in_transaction:
+            self._hold()
+        self._depth = 1
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._depth = 0
+            self._current = []
+            self._end("ROLLBACK")
+            if self._unwritten:
+                self._hold()
             raise
-        self._db.execute("COMMIT")
+        self._depth = 0
+        if self._broken is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                self._broken = e
+        if self._broken is None:
+            self._current = []
+            if self._unwritten:
+                log.warning("%s: the state database takes writes again: %d change(s) that waited are written",
+                            self.path, len(self._unwritten))
+                self._unwritten = {}
+                self.write_error = None
+            return
+        self._keep_unwritten()
+
+    def retry(self) -> bool:
+        """Try again to commit the writes a refused commit left waiting; True once none wait."""
+        if self._unwritten and not self._depth:
+            with self.transaction():
+                pass
+        return not self._unwritten
+
+    @property
+    def unwritten(self) -> int:
+        """How many changes wait for the disk to take them (0: the database has everything)."""
+        return len(self._unwritten)
+
+    def _write(self, sql: str, params: object = (), many: bool = False, key: object = None) -> int:
+        """Run one write inside a transaction, remembered until it is committed; the rows it changed.
+        `key`: a later write with the same key replaces this one among those waiting for the disk."""
+        with self.transaction():
+            self._current.append((key, sql, params, many))
+            if self._broken is not None:
+                return 0
+            try:
+                return (self._db.executemany if many else self._db.execute)(sql, params).rowcount
+            except sqlite3.OperationalError as e:
+                self._broken = e      # the rest of the transaction is kept, not run
+                return 0
+
+    def _begin(self) -> None:
+        self._broken = None
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            self._broken = e
+
+    def _end(self, statement: str) -> None:
+        if self._db.in_transaction:
+            try:
+                self._db.execute(statement)
+            except sqlite3.OperationalError:
+                pass
+
+    def _keep_unwritten(self) -> None:
+        """The commit failed: what it carried joins the writes that wait, and they are held again."""
+        error, first = self._broken, not self._unwritten
+        for key, sql, params, many in self._current:
+            self._serial += 1
+            key = (self._serial,) if key is None else key
+            self._unwritten.pop(key, None)
+            self._unwritten[key] = (sql, params, many)
+        self._current = []
+        self._end("ROLLBACK")
+        self._hold()
+        if first or str(error) != self.write_error:
+            log.error("%s: cannot write the state database (%s): %d change(s) wait in memory and are "
+                      "written once the disk takes them; a stop before then loses them", self.path,
+                      error, len(self._unwritten))
+        self.write_error = str(error)
+
+    def _hold(self) -> None:
+        """Begin a transaction, with the writes that wait (so that this connection's reads see them)."""
+        self._begin()
+        for sql, params, many in self._unwritten.values():
+            if self._broken is not None:
+                break
+            try:
+                (self._db.executemany if many else self._db.execute)(sql, params)
+            except sqlite3.OperationalError as e:
+                self._broken = e
+        if self._broken is not None:
+            self._end("ROLLBACK")  # the next transaction begins again with them
 
     # --- lifecycle ---
 
@@ -286,6 +392,10 @@ class State:
         return self._db.execute("SELECT version FROM schema_version").fetchone()[0]
 
     def close(self) -> None:
+        if not self.retry():
+            log.error("%s: %d change(s) could not be written to the state database (%s) and are lost: "
+                      "the next start reads again the lines after the last saved position",
+                      self.path, len(self._unwritten), self.write_error)
         self._db.close()
 
     def __enter__(self) -> State:

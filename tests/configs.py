@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_local(tmp_path: Path, *, start: str = "beginning", listen: str = "", extra: str = "") -> Path:
-    """`tmp_path/local.toml`, read after the shipped config: follows `tmp_path/mail.log`."""
+def write_local(tmp_path: Path, *, start: str = "beginning", listen: str = "", extra: str = "",
+                state: Path | None = None) -> Path:
+    """`tmp_path/local.toml`, read after the shipped config: follows `tmp_path/mail.log`, keeps its state
+    in `state` (default `tmp_path/state.db`)."""
     local = tmp_path / "local.toml"
     local.write_text(f"""
 [sources.mail]
 path = "{tmp_path / 'mail.log'}"
 start = "{start}"
 [state]
-path = "{tmp_path / 'state.db'}"
+path = "{state or tmp_path / 'state.db'}"
 [control]
 socket = "{tmp_path / 'control.sock'}"
 [metrics]

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from adaptive import config
-from adaptive.daemon import Daemon
+from adaptive.daemon import Daemon, _Handler
 from configs import write_local
+from disk import missing as disk_missing
+from disk import small_disk
 from netns import PYTHON, Namespaces, connect, missing, serve, wait_for
 
 SHIPPED = Path(__file__).resolve().parent.parent / "conf" / "adaptive.toml"
@@ -42,8 +44,8 @@ def append(path: Path, text: str) -> None:
 
 # --- the pipeline without the kernel ---
 
-def offline(tmp_path: Path, seen: list[str], start: str = "beginning") -> Daemon:
-    cfg = config.load([SHIPPED, write_local(tmp_path, start=start)], dropins=None)
+def offline(tmp_path: Path, seen: list[str], start: str = "beginning", state: Path | None = None) -> Daemon:
+    cfg = config.load([SHIPPED, write_local(tmp_path, start=start, state=state)], dropins=None)
     daemon = Daemon(cfg, enforce=False, control=False, on_event=lambda e: seen.append(e.ip))
     daemon.start()
     return daemon
@@ -124,6 +126,37 @@ def test_five_failures_make_a_recorded_ban(tmp_path):
     bans = daemon.state.live_bans(0)
     assert [(b.target, b.reason, b.origin) for b in bans] == [("203.0.113.7", "score", "automatic")]
     daemon.close()
+
+
+def test_a_full_state_disk_stops_nothing_and_loses_or_repeats_no_line_or_ban(tmp_path, caplog):
+    if why := disk_missing():
+        pytest.skip(why)
+    log = tmp_path / "mail.log"
+    seen: list[str] = []
+    with small_disk(tmp_path / "disk") as disk:
+        daemon = offline(tmp_path, seen, state=disk.path / "state.db")
+        disk.fill()
+        append(log, "".join(fail("203.0.113.7", f"Nov 24 10:00:0{i}") for i in range(5)))
+        assert daemon.poll_once() == 5                 # no exception: the commit's refusal is kept
+        daemon._persist()
+        assert daemon.state.unwritten and "full" in daemon.state.write_error
+        status = _Handler(daemon)._status()
+        assert status["state_unwritten"] == daemon.state.unwritten and "full" in status["state_error"]
+        assert [b.target for b in daemon.state.live_bans(0)] == ["203.0.113.7"]
+        append(log, "".join(fail("203.0.113.8", f"Nov 24 10:01:0{i}") for i in range(5)))
+        assert daemon.poll_once() == 5
+        assert daemon.poll_once() == 0                 # nothing read twice while the disk is full
+        disk.free()
+        daemon._persist()
+        assert daemon.state.unwritten == 0 and "state_error" not in _Handler(daemon)._status()
+        daemon.close()
+        restarted = offline(tmp_path, seen, state=disk.path / "state.db")
+        assert restarted.poll_once() == 0              # the positions reached the disk
+        assert sorted(b.target for b in restarted.state.live_bans(0)) == ["203.0.113.7", "203.0.113.8"]
+        assert restarted.state.ban_count("203.0.113.7", 0) == 1
+        restarted.close()
+    assert seen == ["203.0.113.7"] * 5 + ["203.0.113.8"] * 5
+    assert "takes writes again" in caplog.text
 
 
 # --- the daemon in a real kernel ---

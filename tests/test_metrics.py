@@ -310,6 +310,7 @@ def test_live_bans_in_the_state(kernel_rig, monkeypatch):
     assert kernel_rig.value("adaptive_bans_state") == 0
     kernel_rig.feed(now_fails("203.0.113.7"))
     assert kernel_rig.value("adaptive_bans_state") == 1
+    assert kernel_rig.value("adaptive_state_unwritten") == 0
 
 
 def test_a_manual_ban_the_kernel_refuses_is_an_error_and_stays_in_the_state(kernel_rig):

@@ -13,6 +13,8 @@ import pytest
 
 from adaptive.sources import Position, PositionStore
 from adaptive.state import MIGRATIONS, BanRecord, State, StateError, migrate
+from disk import missing as disk_missing
+from disk import small_disk
 
 
 def clock() -> float:
@@ -313,3 +315,71 @@ def test_created_says_whether_this_open_made_the_database(path):
     path.write_bytes(b"not a database" * 100)
     with State(path) as state:
         assert state.created and state.moved_aside is not None
+
+
+# --- a disk that fills up ---
+
+@pytest.fixture
+def disk(tmp_path):
+    if why := disk_missing():
+        pytest.skip(why)
+    with small_disk(tmp_path / "disk") as d:
+        yield d
+
+
+def _ban(target: str) -> BanRecord:
+    return BanRecord(target, clock(), clock() + 3600, "auth", 5.0, {"postfix/sasl": 5}, None, 1, "auto")
+
+
+def test_writes_a_full_disk_refuses_wait_in_memory_and_are_written_once_it_has_room(disk, caplog):
+    path = disk.path / "state.db"
+    state = State(path, clock=clock)
+    state.save_position("mail", Position(1, 2, 100, "abc"))
+    disk.fill()
+    for n in range(1, 4):                   # each chunk: its bans and the position after it
+        with state.transaction():
+            state.record_bans([_ban(f"192.0.2.{n}")])
+            state.save_position("mail", Position(1, 2, 100 + n, "abc"))
+    assert state.unwritten == 7             # three bans of two rows each, and the latest position
+    assert "full" in state.write_error
+    assert sum("cannot write the state database" in r.message for r in caplog.records) == 1
+    # This connection still reads what waits: decisions see the bans, a repair restores them.
+    assert set(state.live_ends(clock())) == {"192.0.2.1", "192.0.2.2", "192.0.2.3"}
+    assert state.load_position("mail") == Position(1, 2, 103, "abc")
+    assert state.ban_count("192.0.2.2", 0) == 1
+    assert not state.retry()
+    disk.free()
+    assert state.retry() and state.unwritten == 0 and state.write_error is None
+    state.close()
+    with State(path, clock=clock) as again:
+        assert set(again.live_ends(clock())) == {"192.0.2.1", "192.0.2.2", "192.0.2.3"}
+        assert again.load_position("mail") == Position(1, 2, 103, "abc")
+        assert again.ban_count("192.0.2.2", 0) == 1      # written once, not once per retry
+
+
+def test_a_failed_body_drops_only_its_own_writes_while_others_wait(disk):
+    state = State(disk.path / "state.db", clock=clock)
+    disk.fill()
+    state.record_bans([_ban("192.0.2.1")])
+    with pytest.raises(KeyError), state.transaction():
+        state.record_bans([_ban("192.0.2.2")])
+        raise KeyError("a bug")
+    assert set(state.live_ends(clock())) == {"192.0.2.1"}
+    disk.free()
+    assert state.retry()
+    assert set(state.live_ends(clock())) == {"192.0.2.1"}
+    state.close()
+
+
+def test_a_stop_while_the_disk_is_full_says_what_is_lost_and_leaves_a_sound_database(disk, caplog):
+    path = disk.path / "state.db"
+    state = State(path, clock=clock)
+    state.record_bans([_ban("192.0.2.1")])
+    disk.fill()
+    state.record_bans([_ban("192.0.2.2")])
+    state.close()
+    assert "2 change(s) could not be written" in caplog.text
+    disk.free()
+    with State(path, clock=clock) as again:
+        assert again.moved_aside is None
+        assert set(again.live_ends(clock())) == {"192.0.2.1"}

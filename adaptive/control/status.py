@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 # What the daemon reports, in the order shown; any other key is shown after them as it is.
-_SHOWN = ("version", "uptime", "dry_run", "sources", "events", "decisions", "bans", "bans_state", "disagree")
+_SHOWN = ("version", "uptime", "dry_run", "sources", "events", "decisions", "bans", "bans_state", "disagree",
+          "state_error", "state_unwritten")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
               f"bans in the kernel {kernel}, in the state {result.get('bans_state', '?')}\n")
     if result.get("disagree"):
         out.write(f"warning: the kernel and the state disagree: {result['disagree']}\n")
+    if result.get("state_error"):
+        out.write(f"warning: the state database cannot be written ({result['state_error']}): "
+                  f"{result.get('state_unwritten', '?')} change(s) wait in memory\n")
     for key, value in result.items():
         if key not in _SHOWN:
             out.write(f"{key.replace('_', ' ')}: {value}\n")
