@@ -32,6 +32,14 @@ deleted if it left one, and it is started again; timed from the start until the 
 addresses are asked for by `get element` every few milliseconds; once they are all in, one listing of
 the set counts it, and the time is that of the round of probes before it).
 
+**Repair.** How many bans are enforced again after another tool flushes the ruleset, as `systemctl
+restart nftables` does (Debian's nftables.conf begins with `flush ruleset`): the running tool bans
+--repair addresses, `nft flush ruleset` runs in its namespace, and a fresh source then fails as often
+as bans it (a new attack, which is what makes fail2ban look at its table again). Timed from the flush
+until the set holds every ban again, old and new; or, past --repair-wait seconds, how many it holds.
+fail2ban remakes its table on the next ban but re-bans an old address only when that one is seen
+failing again.
+
 Then the goals as PASS/FAIL lines: adaptive's median under 10 ms, its 99th percentile under 50 ms,
 and fail2ban's median at least 20 times adaptive's. `--json` adds one machine-readable line at the
 end. The exit status is 0 whatever the goals say (and when adaptive's half is skipped because it banned
@@ -72,6 +80,8 @@ GOAL_MEDIAN, GOAL_P99, GOAL_RATIO = 0.010, 0.050, 20.0
 TRIAL_BASE = ipaddress.IPv4Address("198.18.0.1")   # trial i is TRIAL_BASE + 256 i: one /24 each
 TRIAL_ROOM = 512                                   # the /24s of 198.18.0.0/15
 RESTORE_BASE = ipaddress.IPv4Address("10.0.0.0")
+REPAIR_BASE = ipaddress.IPv4Address("10.64.0.0")
+REPAIR_ATTACKER = "198.19.255.1"                   # the new attack after the flush: outside the trials' /24s
 POLL = 0.0005           # seconds between two `get element` polls in a trial (each costs about 80 µs)
 TRIAL_TIMEOUT = 10.0       # seconds a trial may wait for its ban
 READY_TIMEOUT = 60.0       # seconds a tool may take to start (with no bans to restore)
@@ -167,6 +177,13 @@ def wait_filled(nft_set: str, expected: int, probes: list[str], timeout: float,
         if time.monotonic() > deadline:
             return None, None, seen if seen else count(nft_set)
         time.sleep(interval)
+
+
+def flush_ruleset() -> None:
+    """`nft flush ruleset` in this namespace: every table gone, as another tool's reload does."""
+    rc, _, error = _nft().cmd("flush ruleset")
+    if rc != 0:
+        raise RuntimeError(f"flush ruleset: {error.strip()}")
 
 
 def delete_table(family: str, table: str) -> bool:
@@ -559,6 +576,41 @@ def measure_restore(tool: Blocker, namespace: Namespace, count_: int, runs: int,
             process.kill()
 
 
+def measure_repair(tool: Blocker, namespace: Namespace, count_: int, failures: int, wait: float,
+                   progress: Callable[[str], None]) -> dict:
+    """Ban `count_` addresses through the running tool (a fresh state), flush the ruleset, have a new
+    source fail `failures` times, and time until the set holds all `count_ + 1` bans again (or count
+    what it holds after `wait` seconds)."""
+    addresses = [str(REPAIR_BASE + i) for i in range(count_)]
+    probes = sorted({addresses[0], addresses[-1], *(addresses[k * count_ // 31] for k in range(1, 31)),
+                     REPAIR_ATTACKER})
+    result: dict = {"bans": count_ + 1, "wait": wait}
+    namespace.call(delete_table, tool.family, tool.table)     # none of the restore's bans stays
+    process = tool.start("repair")
+    try:
+        tool.ready(process)
+        tool.ban(addresses)
+        done, _, reached = _wait_filled(tool, namespace, process, count_, [p for p in probes if p != REPAIR_ATTACKER],
+                                        RESTORE_DEADLINE, 0.005, time.monotonic())
+        if done is None:
+            result["error"] = f"banning: {reached:,} of {count_:,} in the set"
+            return result
+        namespace.call(flush_ruleset)
+        flushed = time.monotonic()
+        with open(tool.log, "ab") as log:
+            log.write(b"".join(syslog_line(REPAIR_ATTACKER, 4242) for _ in range(failures)))
+        done, _, reached = _wait_filled(tool, namespace, process, count_ + 1, probes, wait, 0.005, flushed)
+        result["reached"] = reached
+        if done is not None:
+            result["seconds"] = done - flushed
+        progress(f"{tool.name}: {reached:,} of {count_ + 1:,} bans in the set after the flush")
+        tool.stop(process)
+        return result
+    finally:
+        if process.alive():
+            process.kill()
+
+
 def _wait_filled(tool: Blocker, namespace: Namespace, process: Process, expected: int, probes: list[str],
                  deadline: float, interval: float, since: float) -> tuple[float | None, float | None, int]:
     """`wait_filled` in slices of a second, so that a tool that dies is noticed at once."""
@@ -629,6 +681,30 @@ def restore_part(tool: Blocker, namespace: Namespace, n: int, runs: int, deadlin
             process.kill()
 
 
+def repair_part(tool: Blocker, namespace: Namespace, n: int, failures: int, wait: float,
+                progress: Callable[[str], None]) -> dict:
+    try:
+        return measure_repair(tool, namespace, n, failures, wait, progress)
+    except ToolError as e:
+        print(f"{tool.name}: {e}", file=sys.stderr)
+        return {"bans": n + 1, "error": str(e).splitlines()[0]}
+    finally:
+        for process in STARTED:
+            process.kill()
+
+
+def print_repair(out: Any, name: str, r: dict) -> None:
+    n = r["bans"]
+    if "error" in r:
+        out.write(f"repair    {name}: {n:,} bans: {r['error']}\n")
+    elif "seconds" in r:
+        out.write(f"repair    {name}: all {n:,} bans back in the set {r['seconds']:.2f} s after `nft flush "
+                  f"ruleset`\n")
+    else:
+        out.write(f"repair    {name}: {r['reached']:,} of {n:,} bans in the set {r['wait']:g} s after `nft flush "
+                  f"ruleset` and a new attack\n")
+
+
 def print_restore(out: Any, name: str, r: dict) -> None:
     n = r["bans"]
     if "seconds" not in r:
@@ -679,6 +755,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--f2b-restore", type=int, default=5_000, metavar="N", help="bans fail2ban restores (5000)")
     p.add_argument("--f2b-deadline", type=float, default=600.0, metavar="SECONDS",
                    help="longest wait for fail2ban to ban them, and then to restore them (600)")
+    p.add_argument("--repair", type=int, default=1_000, metavar="N",
+                   help="bans held when the ruleset is flushed (1000; 0: no repair part)")
+    p.add_argument("--repair-wait", type=float, default=10.0, metavar="SECONDS",
+                   help="how long after the flush the bans back are counted (10)")
     p.add_argument("--no-fail2ban", action="store_true", help="adaptive only")
     p.add_argument("--no-restore", action="store_true", help="latency only")
     p.add_argument("--json", action="store_true", help="end with one JSON line of all the figures")
@@ -741,11 +821,19 @@ def main(argv: list[str] | None = None) -> int:
                     report[tool.name]["restore"] = restore_part(tool, namespace, n, runs, deadline, progress)
                     print_restore(out, tool.name, report[tool.name]["restore"])
                     out.flush()
+        if args.repair:
+            for tool, namespace, *_ in tools:
+                if "latency" in report[tool.name]:
+                    report[tool.name]["repair"] = repair_part(tool, namespace, args.repair, failures,
+                                                              args.repair_wait, progress)
+                    print_repair(out, tool.name, report[tool.name]["repair"])
+                    out.flush()
         report["goals"] = judge(out, report)
         report["namespaces"] = [ns.name for ns in nets.namespaces]   # all deleted on the way out
         if args.json:
             out.write(json.dumps(report) + "\n")
-        failed = any("error" in report[t.name] or "error" in report[t.name].get("restore", {}) for t, *_ in tools)
+        failed = any("error" in report[t.name] or "error" in report[t.name].get("restore", {})
+                     or "error" in report[t.name].get("repair", {}) for t, *_ in tools)
         return 2 if failed else 0
     except KeyboardInterrupt:
         print("latency.py: interrupted; cleaning up", file=sys.stderr)

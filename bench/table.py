@@ -75,6 +75,15 @@ def main() -> int:
             rows.append((f"{what}, bans/s", f"{ours:,.0f} ({ra['bans']:,} in {ra[key]:.2f} s)",
                          f"{theirs:,.0f} ({rf['bans']:,} in {rf[key]:.1f} s)" if theirs else "–",
                          f"{ours / theirs:,.0f}×" if theirs else "–"))
+    pa, pf = latency.get("adaptive", {}).get("repair", {}), latency.get("fail2ban", {}).get("repair", {})
+
+    def enforced(r: dict) -> str:
+        if "seconds" in r:
+            return f"all {r['bans']:,} in {r['seconds']:.2f} s"
+        return f"{r['reached']:,} of {r['bans']:,} after {r['wait']:g} s" if "reached" in r else "–"
+    if pa:
+        rows.append(("bans enforced after `nft flush ruleset` and a new attack", enforced(pa), enforced(pf),
+                     f"{pa.get('reached', 0):,} vs {pf['reached']:,}" if "reached" in pf else "–"))
     print(f"\nMeasured on {machine()}.\n")
     print("| figure | adaptive | fail2ban / one process | ratio |")
     print("|---|---:|---:|---:|")

@@ -19,7 +19,7 @@ import pytest
 from netns import missing
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-TRIALS, RESTORE, F2B_RESTORE = 3, 1_000, 30
+TRIALS, RESTORE, F2B_RESTORE, REPAIR = 3, 1_000, 30, 30
 
 _missing = missing("fail2ban-server")
 pytestmark = pytest.mark.skipif(bool(_missing), reason=_missing)
@@ -29,7 +29,8 @@ pytestmark = pytest.mark.skipif(bool(_missing), reason=_missing)
 def run() -> tuple[str, dict]:
     done = subprocess.run([sys.executable, str(BENCH / "latency.py"), "--trials", str(TRIALS), "--warmup", "1",
                            "--gap", "0.5", "--restore", str(RESTORE), "--restore-runs", "1",
-                           "--f2b-restore", str(F2B_RESTORE), "--f2b-deadline", "120", "--json"],
+                           "--f2b-restore", str(F2B_RESTORE), "--f2b-deadline", "120", "--repair", str(REPAIR),
+                           "--repair-wait", "3", "--json"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     report = json.loads(done.stdout.splitlines()[-1])
@@ -61,6 +62,9 @@ def test_fail2ban_half(run):
     assert "error" not in restore, restore
     assert restore["bans"] == F2B_RESTORE and restore["reached"] == [F2B_RESTORE] and restore["seconds"] > 0
     assert re.search(rf"^restore +fail2ban: {F2B_RESTORE} bans back in the set [\d.]+ s after the start", out, re.M), out
+    repair = f2b["repair"]
+    assert "error" not in repair and repair["bans"] == REPAIR + 1 and 0 <= repair["reached"] <= REPAIR + 1, repair
+    assert re.search(rf"^repair +fail2ban: ", out, re.M), out
 
 
 def test_adaptive_half_and_the_goals(run):
@@ -77,6 +81,9 @@ def test_adaptive_half_and_the_goals(run):
     assert "error" not in restore, restore
     assert restore["bans"] == RESTORE and restore["reached"] == [RESTORE] and restore["seconds"] > 0
     assert re.search(rf"^restore +adaptive: {RESTORE:,} bans back in the set [\d.]+ s after the start", out, re.M), out
+    repair = a["repair"]
+    assert "error" not in repair and repair["reached"] == REPAIR + 1 and 0 < repair["seconds"] < 3, repair
+    assert re.search(rf"^repair +adaptive: all {REPAIR + 1} bans back in the set [\d.]+ s after", out, re.M), out
     assert report["ratio"] == pytest.approx(report["fail2ban"]["latency"]["median"] / lat["median"])
     assert re.search(r"^ratio +fail2ban's median is [\d,]+x adaptive's", out, re.M), out
     for goal in ("median", "p99", "ratio"):

@@ -235,6 +235,15 @@ def test_new_connection_past_the_burst_is_dropped_per_port_and_source(lab):
     assert {p: counters[f"rate_limit_{p}"][0] for p in (25, 143, 993)} == {25: 2, 143: 2, 993: 2}
 
 
+def test_a_full_rate_set_lets_new_sources_through_unlimited_and_keeps_the_others_limited(lab):
+    # rate_limit.size bounds the sources tracked: past it the kernel cannot add one, the rule does not
+    # match, and the new source passes unlimited (never locked out) until an old one lapses.
+    lab.srv.call(k_apply, RATE + "size = 1\n")
+    assert [lab.connect("192.0.2.2", 25) for _ in range(4)] == ["connected"] * 3 + ["timeout"]
+    assert [lab.connect("192.0.2.3", 25) for _ in range(6)] == ["connected"] * 6
+    assert lab.connect("192.0.2.2", 25) == "timeout"
+
+
 def test_concurrent_connection_cap(lab):
     lab.srv.call(k_apply, "[rate_limit]\nconn_limit = 2\n")
     assert [lab.cli.call(connect, "192.0.2.2", "192.0.2.1", 143, hold=True) for _ in range(2)] == ["connected"] * 2
