@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from adaptive.durations import LONGEST
+
 DEFAULT_CONFIG = Path("/etc/adaptive/adaptive.toml")
 DEFAULT_DROPINS = Path("/etc/adaptive/adaptive.d")
 SHIPPED_FILTERS = Path(__file__).resolve().parent.parent / "filters"
@@ -144,6 +146,15 @@ def _seconds(value: float) -> float:
 def _positive(value: int) -> int:
     if value < 1:
         raise ValueError("must be at least 1")
+    return value
+
+
+def _ban_seconds(value: int) -> int:
+    """A ban's length: the kernel refuses an element timeout past about 584 years, and a state that held
+    one would fail every start; ten years is longer than any ban means."""
+    if value < 1 or value > LONGEST:
+        raise ValueError(f"must be from 1 to {LONGEST} seconds (ten years); a ban that never ends is "
+                         "`adaptive ban --for permanent`")
     return value
 
 
@@ -323,7 +334,7 @@ def _prefix_length(bits: int) -> Callable[[int], int]:
 
 # The keys a reason may override, and their checks: those of the same keys in [decisions].
 _BAN_KEYS: dict[str, Callable[[Any], Any]] = {
-    "ban_base": _positive, "ban_multiplier": _multiplier, "ban_max": _positive, "lookback": _non_negative,
+    "ban_base": _ban_seconds, "ban_multiplier": _multiplier, "ban_max": _ban_seconds, "lookback": _non_negative,
 }
 
 
@@ -372,9 +383,9 @@ class BanProfile:
 class DecisionsConfig:
     """`[decisions]`: what an offence leads to: the length of its ban, prefix bans, dry run."""
     dry_run: bool = _checked(False, _flag)
-    ban_base: int = _checked(3600, _positive)
+    ban_base: int = _checked(3600, _ban_seconds)
     ban_multiplier: float = _checked(4.0, _multiplier)
-    ban_max: int = _checked(604800, _positive)
+    ban_max: int = _checked(604800, _ban_seconds)
     lookback: int = _checked(2592000, _non_negative)
     reasons: tuple = _checked((("slow", (("ban_base", 86400),)),), _reasons)
     subnet_sources: int = _checked(5, _sources)

@@ -17,6 +17,7 @@ lost is put back.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import select
@@ -35,6 +36,7 @@ from adaptive.config import Config, ConfigError, load
 from adaptive.control.socket import ControlError, ControlServer
 from adaptive.control.targets import allowlisted
 from adaptive.decisions import Decider, Decision, Outcome, host_addresses, parse_target
+from adaptive.durations import LONGEST
 from adaptive.events import Event
 from adaptive.filters.engine import Engine
 from adaptive.filters.prefix import YearGuess
@@ -601,8 +603,16 @@ class Daemon:
 
 
 def _restore(stored: dict[str, float | None], now: float) -> list[Ban]:
-    """The state's live bans (target -> end) as bans for the kernel, each with its time left."""
-    return [Ban(t, None if end is None else max(1, round(end - now))) for t, end in stored.items()]
+    """The state's live bans (target -> end) as bans for the kernel, each with its time left (at most
+    LONGEST: a row written before that cap, or by hand, must not fail every start). A row that is not
+    a ban at all is said and left out."""
+    bans = []
+    for target, end in stored.items():
+        try:
+            bans.append(Ban(target, None if end is None else min(LONGEST, max(1, round(end - now)))))
+        except (ValueError, TypeError, OverflowError) as e:
+            log.error("the state's ban of %r cannot be restored, left out: %s", target, e)
+    return bans
 
 
 def _target(ban: Ban) -> str:
@@ -620,9 +630,11 @@ class _Handler:
 
     def _ban(self, targets: list[Target], duration: float | None, reason: str, force: bool) -> dict:
         d = self.d
-        seconds = None if duration is None else max(1, round(duration))
-        if seconds is None:
+        seconds: int | None
+        if duration is None:
             seconds = d.decider.profile(reason).duration(1)
+        else:
+            seconds = None if math.isinf(duration) else max(1, min(LONGEST, round(duration)))
         refused, fit = [], []
         for target in targets:
             # Addresses always have a set; a prefix needs one for its length.

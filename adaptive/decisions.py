@@ -182,7 +182,10 @@ class Decider:
         # Dry-run bans cover only in a dry run: once enforcing, their targets must get real bans.
         live = state.live_ends(clock(), outcome=None if self.settings.dry_run else Outcome.BAN.value)
         for written, end in live.items():
-            target = read(written)
+            try:
+                target = read(written)
+            except ValueError:
+                continue        # not an address: the daemon's restore says so, and leaves it out
             self._covering.add_int(target.version, target.length, target.first, end)
 
     def decide(self, offence: Offence) -> list[Decision]:

@@ -15,13 +15,18 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _PART = re.compile(rf"({_NUMBER})([smhdw])")
 _WHOLE = re.compile(rf"{_NUMBER}|(?:{_NUMBER}[smhdw])+")
-# Ten years: longer than any ban means, short enough that nothing downstream overflows.
+# Ten years: longer than any ban means, short enough that nothing downstream overflows (the kernel
+# refuses an element timeout past about 584 years).
 LONGEST = 10 * 365 * 86400
+PERMANENT = ("permanent", "forever")   # what `--for` takes for a ban that never ends
 _FORMS = "a number of seconds, or numbers with s, m, h, d or w (90s, 10m, 4h, 7d, 1w, 1h30m)"
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in `text`; raises ValueError naming the text and the forms accepted."""
+def parse_duration(text: str, permanent: bool = False) -> float:
+    """Seconds in `text`; raises ValueError naming the text and the forms accepted. With `permanent`,
+    "permanent" or "forever" is `math.inf`: a ban that never ends."""
+    if permanent and text in PERMANENT:
+        return math.inf
     if not _WHOLE.fullmatch(text):
         raise ValueError(f"{text!r} is not a duration: use {_FORMS}")
     if text[-1] not in UNITS:
@@ -31,7 +36,8 @@ def parse_duration(text: str) -> float:
     if not seconds > 0:
         raise ValueError(f"{text!r} is not a duration: it must be longer than zero")
     if not math.isfinite(seconds) or seconds > LONGEST:
-        raise ValueError(f"{text!r} is too long a duration: at most {LONGEST // 86400}d")
+        raise ValueError(f"{text!r} is too long a duration: at most {LONGEST // 86400}d"
+                         + (" (or permanent)" if permanent else ""))
     return seconds
 
 

@@ -98,6 +98,10 @@ def test_dropins_are_read_after_the_main_file_in_name_order(tmp_path):
     ('[sources.other]\nstart = "end"\n', "sources.other.path", "required"),
     ('[metricz]\nlisten = ""\n', "metricz", "unknown section"),
     ('[state]\npath = ""\n', "state.path", '""'),
+    # The kernel refuses a timeout past about 584 years, and a state that held one failed every start.
+    ('[decisions]\nban_max = 100000000000\n', "decisions.ban_max", "ten years"),
+    ('[decisions]\nban_base = 400000000\n', "decisions.ban_base", "ten years"),
+    ('[decisions.reasons.slow]\nban_max = 100000000000\n', "decisions.reasons", "ten years"),
 ])
 def test_errors_name_file_key_and_value(tmp_path, text, key, value):
     good = write(tmp_path, "good.toml", '[sources.mail]\npath = "/var/log/mail.log"\n')

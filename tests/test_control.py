@@ -222,6 +222,8 @@ GARBAGE = [
     (b'{"op": "ban", "args": {"targets": []}}\n', "ban needs targets"),
     (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "duration": -1}}\n', "duration must be"),
     (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "duration": true}}\n', "duration must be"),
+    (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "duration": 1e11}}\n', "at most ten years"),
+    (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "duration": "forever"}}\n', "duration must be"),
     (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "force": "yes"}}\n', "force must be true or false"),
     (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "reason": 5}}\n', "reason must be a string"),
     (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "when": 5}}\n', "ban takes no argument 'when'"),
@@ -406,6 +408,8 @@ def test_ban_usage_errors_send_nothing(server, handler):
     assert typo.stderr == "adaptive ban: '192.0.2.300' is not an IP address or prefix; nothing banned\n"
     duration = adaptive("ban", "192.0.2.7", "--for", "4x", "--socket", str(server.path))
     assert duration.returncode == 2 and "'4x' is not a duration" in duration.stderr
+    duration = adaptive("ban", "192.0.2.7", "--for", "100000000000", "--socket", str(server.path))
+    assert duration.returncode == 2 and "at most 3650d (or permanent)" in duration.stderr
     nothing = adaptive("ban", "--socket", str(server.path))
     assert nothing.returncode == 2 and "give addresses or prefixes" in nothing.stderr
     assert handler.calls == []

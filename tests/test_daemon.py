@@ -485,6 +485,32 @@ def _left(scene, address: str) -> int | None:
 
 
 @kernel
+def test_one_bad_ban_in_the_state_never_stops_a_start_and_permanent_is_its_own_case(scene):
+    # A ban of 1e11 s (recorded before durations were capped) was refused by the kernel ("Numerical
+    # result out of range") at every start; a row that is no address at all must not stop one either.
+    import sqlite3
+    now = time.time()
+    scene.start()
+    assert scene.stop() == 0
+    with sqlite3.connect(scene.tmp / "state.db") as db:
+        rows = [("192.0.2.5", now + 1e11), ("not an address", now + 600), ("192.0.2.6", now + 600)]
+        db.executemany("INSERT INTO bans VALUES (?, ?, ?, 'manual', 0, '{}', NULL, 1, 'manual', 'ban')",
+                       [(t, now, end) for t, end in rows])
+    scene.start()
+    assert not scene.connects("192.0.2.5") and not scene.connects("192.0.2.6"), scene.err()
+    assert 9 * 365 * 86400 < _left(scene, "192.0.2.5") <= 10 * 365 * 86400
+    assert "'not an address' cannot be restored, left out" in scene.err()
+    result = scene.adaptive("ban", "192.0.2.4", "--for", "permanent")
+    assert result.returncode == 0 and result.stdout == "banned 192.0.2.4 until unbanned\n", result.stderr
+    listing = json.loads(scene.srv.exec("nft", "-j", "list", "set", "inet", "adaptive", "ban4").stdout)
+    elements = {e["elem"]["val"] if isinstance(e, dict) else e: e for obj in listing["nftables"]
+                for e in obj.get("set", {}).get("elem", ())}
+    assert elements["192.0.2.4"] == "192.0.2.4"          # no timeout: until unbanned
+    assert not scene.connects("192.0.2.4")
+    assert scene.adaptive("unban", "192.0.2.4").returncode == 0 and scene.connects("192.0.2.4")
+
+
+@kernel
 def test_the_kernels_bans_are_reconciled_with_the_state(scene):
     # What the look at names cannot see: one element deleted by hand, another whose timeout was cut.
     scene.local.write_text(scene.local.read_text() + "\n[nftables]\nreconcile_every = 1\n")

@@ -12,6 +12,7 @@ banned), or the daemon cannot be reached; 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 # Targets in one request: a longer list goes in parts of this size, so that no request nears the
@@ -26,8 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("targets", nargs="*", metavar="ADDR|PREFIX", help="an address (192.0.2.7, 2001:db8::7) "
                    "or prefix (203.0.113.0/24, 2001:db8:1::/64)")
     p.add_argument("--for", dest="duration", type=_duration, metavar="DURATION",
-                   help="how long: 90s, 10m, 4h, 7d, 1w, 1h30m or plain seconds (default: the daemon's "
-                        "ban length)")
+                   help="how long: 90s, 10m, 4h, 7d, 1w, 1h30m or plain seconds, at most 3650d, or "
+                        "permanent (until unbanned; default: the daemon's ban length)")
     p.add_argument("--reason", metavar="TEXT", help="why, shown by list and explain (default: manual)")
     p.add_argument("--from-file", metavar="FILE", help="also ban every address or prefix in FILE, one a line "
                    "('-' for standard input; blank lines and # comments skipped)")
@@ -39,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _duration(text: str) -> float:
     from adaptive.durations import parse_duration
     try:
-        return parse_duration(text)
+        return parse_duration(text, permanent=True)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     refused: list[dict] = []
     duration = args.duration
     for start in range(0, len(targets), BATCH):
-        status, result = call(args, "ban", targets=targets[start:start + BATCH], duration=args.duration,
+        sent = "permanent" if args.duration == math.inf else args.duration
+        status, result = call(args, "ban", targets=targets[start:start + BATCH], duration=sent,
                               reason=args.reason, force=args.force)
         if status:
             if start:
@@ -100,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if args.from_file is not None:
         print(f"{len(banned)} banned, {len(refused)} refused, {bad} bad line{'s' if bad != 1 else ''}")
     else:
-        span = f" for {format_duration(duration)}" if duration is not None else ""
+        span = (" until unbanned" if duration is None and args.duration == math.inf
+                else f" for {format_duration(duration)}" if duration is not None else "")
         for target in banned:
             print(f"banned {target}{span}")
     return 1 if refused or bad else 0

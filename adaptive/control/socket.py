@@ -3,6 +3,7 @@
 A Unix stream socket speaking newline-delimited JSON, one reply line per request line:
 
     → {"op": "ban", "args": {"targets": ["192.0.2.7"], "duration": 14400}, "id": 1}
+      ("duration": "permanent" bans until unbanned; null, or none, for the configured length)
     ← {"ok": true, "result": {"banned": ["192.0.2.7"], "refused": []}, "id": 1}
     ← {"ok": false, "code": "usage", "error": "unknown op 'bna'", "id": 1}
 
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adaptive.addresses import Target
+from adaptive.durations import LONGEST
 from adaptive.control.targets import NEVER_LOOPBACK, canonical, exact, is_loopback
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ class ControlHandler(Protocol):
 
     def ban(self, targets: list[Target], duration: float | None, reason: str | None, force: bool) -> dict:
         """Ban each target (read, never loopback, no duplicates) for `duration` seconds (None:
-        the configured length), as a manual ban with `reason` (None: "manual"). Refuse an allowlisted
+        the configured length; `math.inf`: until unbanned), as a manual ban with `reason` (None: "manual"). Refuse an allowlisted
         target unless `force`. Returns {"banned": [target...], "refused": [{"target", "reason"}...]},
         and "duration" (the seconds the bans were made for, None for until unbanned) if it knows."""
         ...
@@ -132,9 +134,12 @@ def _ban(handler: ControlHandler, args: dict) -> dict:
     if not targets:
         raise _Usage("ban needs targets")
     duration = args.get("duration")
-    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
-                                 or not math.isfinite(duration) or duration <= 0):
-        raise _Usage("duration must be a number of seconds above zero, or null")
+    if duration == "permanent":
+        duration = math.inf
+    elif duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                   or not math.isfinite(duration) or not 0 < duration <= LONGEST):
+        raise _Usage(f"duration must be a number of seconds above zero and at most ten years ({LONGEST}), "
+                     "\"permanent\" (until unbanned), or null (the configured length)")
     reason = args.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
         raise _Usage(f"reason must be a string of at most {MAX_REASON} characters, or null")

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from adaptive.addresses import Address, Network, parse_network, read, text
+from adaptive.durations import LONGEST
 
 # A ban set's name says its family and, for a prefix set, the prefix length: ban4, ban6, ban4_24, ban6_64.
 BAN_SET = re.compile(r"ban([46])(?:_(\d{1,3}))?")
@@ -22,11 +23,15 @@ BAN_SET = re.compile(r"ban([46])(?:_(\d{1,3}))?")
 def _seconds(value: float | None, what: str) -> int | None:
     if value is None:
         return None
-    if type(value) is int and value > 0:
+    if type(value) is int and 0 < value <= LONGEST:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value <= 0:
         raise ValueError(f"{what} {value!r} is not a positive number of seconds")
+    if value > LONGEST:
+        # The kernel refuses past about 584 years ("Numerical result out of range"); none is meant.
+        raise ValueError(f"{what} {value!r} is longer than ten years ({LONGEST} s): a ban that never "
+                         "ends has no timeout")
     return math.ceil(value)
 
 
