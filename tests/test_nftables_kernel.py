@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from netns import Namespace, Namespaces, connect, missing, release, serve, wait_for
+from netns import PYTHON, Namespace, Namespaces, connect, missing, release, serve, wait_for
+
+SHIPPED = Path(__file__).resolve().parent.parent / "conf" / "adaptive.toml"
 
 _missing = missing()
 pytestmark = pytest.mark.skipif(bool(_missing), reason=_missing)
@@ -393,3 +395,47 @@ def test_only_its_own_table_is_touched(lab):
     assert "tcp dport 2525 counter" in lab.srv.exec("nft", "list", "table", "inet", "filter").stdout
     # A drop in either table is final; an accept in adaptive's leaves the decision to the other.
     assert lab.connect("192.0.2.2", 25) == "connected"
+
+
+def k_fresh(text: str, action: str) -> str:
+    """A new backend (as at a start) applies or removes the table `text` names: "" or why it refused."""
+    from adaptive.nftables import Backend, Executor
+    from adaptive.nftables.backend import NotOurTable
+    backend = Backend(Executor(), _config(text))
+    try:
+        backend.apply() if action == "apply" else backend.remove()
+    except NotOurTable as e:
+        return str(e)
+    return ""
+
+
+ADMINS = ("add table inet filter; add chain inet filter input { type filter hook input priority 0; policy drop; }; "
+          "add rule inet filter input tcp dport 22 accept; add chain inet filter forward "
+          "{ type filter hook forward priority 0; policy drop; }")
+
+
+def test_a_table_adaptive_did_not_make_is_never_replaced_or_deleted(lab):
+    # `[nftables] table = "filter"` deleted the admin's own inet filter, its SSH rule and forward policy.
+    lab.srv.exec("nft", ADMINS)
+    before = lab.srv.exec("nft", "list", "table", "inet", "filter").stdout
+    for action in ("apply", "remove"):
+        why = lab.srv.call(k_fresh, '[nftables]\ntable = "filter"\n', action)
+        assert "table inet filter exists and was not made by adaptive" in why and "[nftables]" in why, why
+    assert lab.srv.exec("nft", "list", "table", "inet", "filter").stdout == before
+    local = Path(tempfile.mkdtemp()) / "local.toml"
+    local.write_text('[nftables]\ntable = "filter"\n')
+    checked = lab.srv.exec(str(PYTHON), "-m", "adaptive", "check-config", "-c", str(SHIPPED), "-c", str(local),
+                           "--dropins", "", check=False)
+    assert checked.returncode == 1 and "was not made by adaptive" in checked.stderr, checked
+    # A set-less table of the admin's is no less the admin's.
+    lab.srv.exec("nft", "add table inet bare; add chain inet bare c")
+    assert "not made by adaptive" in lab.srv.call(k_fresh, '[nftables]\ntable = "bare"\n', "apply")
+
+
+def test_its_own_table_is_applied_again_with_or_without_the_marker(lab):
+    lab.srv.call(k_apply)
+    assert lab.srv.call(k_fresh, "", "apply") == ""
+    # A table made before the marker (its sets say whose it is) is applied in place, and marked.
+    lab.srv.exec("nft", "delete set inet adaptive managed_by_adaptive")
+    assert lab.srv.call(k_fresh, "", "apply") == ""
+    assert "managed_by_adaptive" in lab.srv.exec("nft", "-t", "list", "sets", "inet").stdout

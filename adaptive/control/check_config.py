@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from adaptive.filters.rules import load_directory
 
@@ -18,7 +20,27 @@ def run(args: argparse.Namespace) -> int:
     from adaptive.control.cli import load_config
     config = load_config(args)
     filters = load_directory(config.filters_directory)
+    if os.geteuid() == 0 and (why := _table_refused(config)):
+        print(f"adaptive: {why}", file=sys.stderr)
+        return 1
     files = ", ".join(str(f) for f in config.files)
     print(f"configuration ok: {files}; {len(config.sources)} source(s), "
           f"{len(filters)} filter(s) with {sum(len(f.rules) for f in filters)} rules")
     return 0
+
+
+def _table_refused(config) -> str | None:
+    """Why the kernel's table of that name is not adaptive's to apply, or None (also when the kernel
+    cannot be asked here: the configuration alone is still checked)."""
+    try:
+        from adaptive.nftables import Backend, Executor
+        from adaptive.nftables.backend import NotOurTable
+    except ImportError:
+        return None
+    try:
+        Backend(Executor(), config).ensure_ours()
+    except NotOurTable as e:
+        return str(e)
+    except Exception:       # no netlink here (a container), python3-nftables missing...
+        return None
+    return None

@@ -11,13 +11,22 @@ from typing import Iterable, Sequence
 from adaptive.addresses import Target
 from adaptive.config import Config
 from adaptive.nftables.bans import BAN_SET, Ban, Counter, Network, parse_network, read_bans, read_counters
-from adaptive.nftables.executor import Runner
+from adaptive.nftables.executor import NftablesError, Runner
 from adaptive.nftables.netlink import rules_digest
 from adaptive.nftables.ruleset import (
-    Existing, Layout, build_ban, build_ban_targets, build_delete_table, build_flush_probe,
+    LEGACY_SETS, MARKER, Existing, Layout, build_ban, build_ban_targets, build_delete_table, build_flush_probe,
     build_list_chains, build_list_counters, build_list_set, build_list_sets, build_list_table, build_probe,
     build_ruleset, build_unban, counter_names, expected,
 )
+
+
+class NotOurTable(NftablesError):
+    """The configured table is there and adaptive did not make it: it is never replaced or deleted."""
+
+    def __init__(self, table: str):
+        super().__init__(f"table inet {table} exists and was not made by adaptive (it has no set {MARKER}): "
+                         f"adaptive never replaces or deletes a table it did not create; set [nftables] "
+                         f"table to a name of its own (the default is \"adaptive\")", {})
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,9 @@ class Backend:
         self._layout = Layout.of(config.nftables)
         self._updates_timeout: bool | None = None
         self._rules: dict[str, str] | None = None   # the rules as the last apply left them (digests)
+        # Tables this backend applied: while it runs, a table of that name is its own whatever another
+        # tool left there (a replaced table is repaired); before, one without the marker is refused.
+        self._made: set[str] = set()
         self._lock = threading.RLock()
 
     @property
@@ -105,6 +117,7 @@ class Backend:
         with self._lock, _collector_paused():
             plan = self.plan(config, restore)
             self._runner.run(plan.payload)
+            self._made.add(config.nftables.table)
             self._config, self._layout = config, plan.layout
             self._rules = _digest(self.table)
         return plan
@@ -116,10 +129,15 @@ class Backend:
             self._runner.check(plan.payload)
         return plan
 
+    def ensure_ours(self) -> None:
+        """NotOurTable if the configured table is there and adaptive did not make it (names only)."""
+        with self._lock:
+            self._existing(self._config)
+
     def remove(self) -> None:
         """Delete adaptive's table, bans and all (uninstall)."""
         with self._lock:
-            if self.exists():
+            if self._existing(self._config)[0] is not None:
                 self._runner.run(build_delete_table(self.table))
             self._rules = None
 
@@ -194,10 +212,12 @@ class Backend:
         Only names are listed, which costs nothing, but for such a leftover set."""
         table = config.nftables.table
         sets = _set_names(self._runner, table)
-        if not sets:
-            return None, {}
         chains = [obj["chain"]["name"] for obj in self._runner.run(build_list_chains())
                   if "chain" in obj and obj["chain"].get("table") == table]
+        if not sets and not chains:
+            return None, {}
+        if MARKER not in sets and not LEGACY_SETS <= set(sets) and table not in self._made:
+            raise NotOurTable(table)      # the admin's own `inet filter`, say
         configured = set(Layout.of(config.nftables).ban_sets)
         gone: list[str] = []
         kept: dict[int, list[int]] = {}

@@ -13,6 +13,7 @@ admin's or firewalld's, are never named. It holds:
 - `rate4_PORT`, `rate6_PORT`: per-source token buckets for new connections to PORT (`update @set
   { ip saddr limit rate over ... }`), and `conn4`, `conn6` for the concurrent-connection cap;
 - `relay4`, `relay6`: where outbound SMTP may go; `probe`: a scratch set to learn what the kernel does;
+  `managed_by_adaptive`: empty, the mark of a table adaptive made (it replaces no other);
 - named counters: `bans`, `rate_limit_PORT`, `conn_limit`, `closed` (whole-host mode), `outbound`;
 - chains: `input` (hook input), `host` (whole-host policy, jumped to from input), `output`.
 
@@ -166,6 +167,12 @@ def counter_names(config: Config) -> list[str]:
     return names
 
 
+# An empty set that says the table is adaptive's: one without it (and without the sets every table of
+# adaptive's has held, for tables made before the marker) is never replaced or deleted.
+MARKER = "managed_by_adaptive"
+LEGACY_SETS = frozenset({"allow4", "allow6", "ban4", "ban6", "probe"})
+
+
 def expected(config: Config, layout: Layout) -> tuple[list[str], list[str]]:
     """The sets and the chains `build_ruleset(config, layout)` makes: what a watch of the table
     expects to find there."""
@@ -177,7 +184,7 @@ def expected(config: Config, layout: Layout) -> tuple[list[str], list[str]]:
     if out.enabled and out.relays:
         sets += ["relay4", "relay6"]
     chains = ["input"] + (["host"] if config.whole_host.enabled else []) + (["output"] if out.enabled else [])
-    return sets + ["probe"], chains
+    return sets + ["probe", MARKER], chains
 
 
 @dataclass(frozen=True)
@@ -230,6 +237,7 @@ def build_ruleset(config: Config, layout: Layout | None = None, existing: Existi
         for f in FAMILIES:
             b.add("set", f"relay{f.version}", type=f.type, flags=["interval"], **_elements(out.relays, f))
     b.add("set", "probe", type=V4.type, flags=["timeout"])
+    b.add("set", MARKER, type=V4.type)
 
     b.add("chain", "input", type="filter", hook="input", prio=nft.priority,
           policy="drop" if host.enabled else "accept")
