@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from adaptive.addresses import parse_network
 from adaptive.durations import LONGEST
 
 DEFAULT_CONFIG = Path("/etc/adaptive/adaptive.toml")
@@ -60,15 +61,31 @@ def _host_port(value: str) -> str:
 
 
 def _networks(value: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Addresses and prefixes as everything else reads them (`addresses.parse_network`): an IPv4-mapped
+    `::ffff:192.0.2.5` is 192.0.2.5, so that it protects (or names) the IPv4 address it stands for."""
     nets = []
     for item in value:
         if not isinstance(item, str):
             raise ValueError(f"{item!r} is not a string")
         try:
-            nets.append(ipaddress.ip_network(item, strict=False))
+            nets.append(parse_network(item))
         except ValueError:
             raise ValueError(f"{item!r} is not an address or prefix") from None
     return tuple(nets)
+
+
+# The widest prefixes an allowlist may hold: 10.0.0.0/8 and fc00::/7 are sites' own; shorter ones
+# (0.0.0.0/0, ::/0) would exempt much of the Internet, and so protect nothing.
+_WIDEST_ALLOWED = {4: 8, 6: 7}
+
+
+def _allowlist(value: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    nets = _networks(value)
+    for net in nets:
+        if net.prefixlen < _WIDEST_ALLOWED[net.version]:
+            raise ValueError(f"{str(net)!r} would exempt too much of the Internet from every ban: "
+                             f"allowlist prefixes are at most /{_WIDEST_ALLOWED[net.version]} wide for IPv{net.version}")
+    return nets
 
 
 def _table_name(value: str) -> str:
@@ -303,7 +320,7 @@ class OutboundConfig:
 
 @dataclass(frozen=True)
 class AllowlistConfig:
-    addresses: tuple = _checked((), _networks)
+    addresses: tuple = _checked((), _allowlist)
 
 
 # --- decisions: how long a ban lasts ---

@@ -100,6 +100,8 @@ def test_dropins_are_read_after_the_main_file_in_name_order(tmp_path):
     ('[state]\npath = ""\n', "state.path", '""'),
     # The kernel refuses a timeout past about 584 years, and a state that held one failed every start.
     ('[decisions]\nban_max = 100000000000\n', "decisions.ban_max", "ten years"),
+    ('[allowlist]\naddresses = ["0.0.0.0/0"]\n', "allowlist.addresses", "too much of the Internet"),
+    ('[allowlist]\naddresses = ["10.0.0.0/8", "::/1"]\n', "allowlist.addresses", "at most /7"),
     ('[decisions]\nban_base = 400000000\n', "decisions.ban_base", "ten years"),
     ('[decisions.reasons.slow]\nban_max = 100000000000\n', "decisions.reasons", "ten years"),
 ])

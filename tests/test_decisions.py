@@ -149,6 +149,15 @@ def test_protected_targets_are_suppressed_not_banned(target, protected):
     assert d.state.bans() == [] and d.counts == {"suppressed": 1}
 
 
+def test_ipv4_mapped_allowlist_and_own_entries_protect_the_ipv4_address():
+    # `::ffff:192.0.2.5` in the allowlist (or own_addresses) stayed an IPv6 network and protected nothing.
+    d = decider(allowlist=["::ffff:192.0.2.5", "::ffff:198.51.100.0/120"], own_addresses=["::ffff:203.0.113.25"])
+    for target, protected in (("192.0.2.5", "allowlist 192.0.2.5"), ("198.51.100.9", "allowlist 198.51.100.0/24"),
+                              ("::ffff:192.0.2.5", "allowlist 192.0.2.5"), ("203.0.113.25", "own address 203.0.113.25")):
+        decision = only(d.decide(offence(T0, target)))
+        assert (decision.outcome, decision.protected) == ("suppressed", protected), target
+
+
 def test_neighbours_of_protected_addresses_are_banned():
     d = decider(allowlist=["192.0.2.10"], own=["2001:db8:25:1::25"])
     for target in ("192.0.2.11", "2001:db8:25:2::/64", "126.255.255.255", "::2"):
