@@ -185,6 +185,10 @@ class Daemon:
                      self.config.nftables.table, plan.bans, time.perf_counter() - started)
             if self.state.created:
                 self._adopt(stored, now)
+        if self._reads_kernel:
+            # Now, not at the first scrape: libnftables ends the process when it cannot open its netlink
+            # socket, and by then the descriptors may have run out.
+            self._reading_backend()
         self.decider = Decider(self.config, self.state, own_addresses=host_addresses())
         if self._server is not None:
             self._server.start()

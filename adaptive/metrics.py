@@ -17,10 +17,13 @@ admin's free text, so manual bans are counted apart, without it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import threading
 import time
+from http.server import ThreadingHTTPServer
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,9 +31,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import (
-    CollectorRegistry, Histogram, Info, ProcessCollector, disable_created_metrics, start_http_server,
+    CollectorRegistry, Histogram, Info, ProcessCollector, disable_created_metrics,
 )
 from prometheus_client import Counter as CounterMetric
+from prometheus_client.exposition import MetricsHandler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -47,6 +51,8 @@ LATENCY_BUCKETS = (.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1.0, 2.0,
 TRANSACTION_BUCKETS = (.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1.0, 2.0, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 20000, 100000, 500000)
 CENSUS_TIMEOUT = 5.0     # seconds a scrape waits for the daemon's loop before serving the last census
+MAX_CLIENTS = 16         # connections the endpoint serves at once; more are closed at once
+CLIENT_TIMEOUT = 5.0     # seconds a client has to send its request, and to take each part of the reply
 
 
 class MetricsError(Exception):
@@ -414,8 +420,10 @@ class Exporter:
         host, _, port = listen.rpartition(":")
         host = host.strip("[]")
         try:
-            self._server, self._thread = start_http_server(int(port), host, registry=self.registry)
-        except (OSError, ValueError) as e:
+            self._server = _Endpoint((host, int(port)), MetricsHandler.factory(self.registry))
+            self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+            self._thread.start()
+        except (OSError, ValueError, OverflowError) as e:
             why = getattr(e, "strerror", None) or str(e)
             raise MetricsError(f"metrics.listen = {listen!r}: cannot serve metrics there: {why}") from None
         log.info("metrics on http://%s/metrics", listen)
@@ -432,6 +440,86 @@ class Exporter:
             server.server_close()
             if self._thread is not None:
                 self._thread.join(5)
+
+
+class _Endpoint(ThreadingHTTPServer):
+    """The /metrics endpoint: prometheus_client's handler, served with bounds its own server lacks.
+
+    Its `start_http_server` gives every connection a thread and no deadline: idle connections from any
+    local user piled up until the process ran out of descriptors, and libnftables then ended it. Here
+    at most MAX_CLIENTS are served at once (the others are closed as soon as accepted), each has
+    CLIENT_TIMEOUT seconds per read or write, and when descriptors run out anyway the listener sheds
+    one waiting connection with a descriptor kept spare for that and pauses, instead of spinning.
+    """
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], handler: type):
+        host = address[0]
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        self._spare: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.turned_away = 0
+        handler.timeout = CLIENT_TIMEOUT
+        try:
+            super().__init__(address, handler)
+        except BaseException:
+            if self._spare is not None:     # server_close may have closed it already
+                os.close(self._spare)
+                self._spare = None
+            raise
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().get_request()
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE):
+                self._shed()
+            raise      # socketserver skips this round
+
+    def _shed(self) -> None:
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+        try:
+            conn, _ = self.socket.accept()
+            conn.close()
+        except OSError:
+            pass
+        time.sleep(0.1)
+        try:
+            self._spare = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            pass
+        log.warning("metrics: out of file descriptors; a connection to the endpoint was closed unanswered")
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.turned_away += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("metrics: a request from %s failed", client_address, exc_info=True)
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
 
 
 class _Scraped(Collector):

@@ -10,6 +10,8 @@ refused and the old one keeps running; the socket refuses strangers and answers 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import signal
 import socket
 import subprocess
@@ -185,11 +187,13 @@ class Scene:
         self.proc: subprocess.Popen | None = None
         self.stderr = tmp_path / "daemon.err"
 
-    def start(self) -> None:
+    def start(self, files: int | None = None) -> None:
+        """Run the daemon; `files`: its descriptor limit (RLIMIT_NOFILE), else the test's own."""
+        limit = None if files is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (files, files)))
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.srv.name, str(PYTHON), "-m", "adaptive", "run", "-c", str(SHIPPED),
              "-c", str(self.local), "--dropins", ""],
-            stderr=open(self.stderr, "ab"), stdin=subprocess.DEVNULL)
+            stderr=open(self.stderr, "ab"), stdin=subprocess.DEVNULL, preexec_fn=limit)
         assert wait_for(lambda: self.adaptive("status").returncode == 0 or self.proc.poll() is not None,
                         timeout=30), self.err()
         assert self.proc.poll() is None, self.err()
@@ -365,6 +369,50 @@ def test_a_storm_of_signals_never_hangs_the_daemon(scene):
     # back the default handlers, on its way out, may still end it by the signal.
     assert scene.proc.wait(timeout=30) in (0, -signal.SIGTERM), scene.err()
     assert "stopped after" in scene.err() and "Error" not in scene.err(), scene.err()
+
+
+# A local user's idle connections: each holds a descriptor of the daemon's until it gives up on them.
+HOARD = """
+import socket, sys, time
+held, failed = [], 0
+while len(held) < int(sys.argv[2]) and failed < 20:
+    try:
+        held.append(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.2))
+    except OSError:
+        failed += 1       # the listener's queue is full: nobody takes them any more
+print("holding", len(held), flush=True)
+time.sleep(600)
+"""
+
+
+@kernel
+def test_idle_metrics_connections_of_a_local_user_never_exhaust_the_daemons_descriptors(scene):
+    # Each idle GET /metrics connection kept a thread and a descriptor: at 1,024 the daemon could open
+    # no rotated log, status hung, and libnftables ended the process. Here with a limit of 256.
+    port = 9469
+    scene.local = write_local(scene.tmp, listen=f"127.0.0.1:{port}")
+    scene.start(files=256)
+    pid = scene.proc.pid                    # `ip netns exec` becomes the daemon
+    hoard = subprocess.Popen(["ip", "netns", "exec", scene.srv.name, "setpriv", "--reuid", "65534", "--regid",
+                              "65534", "--clear-groups", str(PYTHON), "-c", HOARD, str(port), "900"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        held = hoard.stdout.readline()
+        assert held.startswith("holding ")
+        assert scene.proc.poll() is None and len(os.listdir(f"/proc/{pid}/fd")) < 128, scene.err()[-2000:]
+        started = time.monotonic()
+        assert scene.adaptive("status").returncode == 0, scene.err()[-2000:]
+        assert time.monotonic() - started < 5
+        append(scene.log, "".join(now_fail("192.0.2.3") for _ in range(5)))
+        assert wait_for(lambda: not scene.connects("192.0.2.3"), timeout=10), scene.err()[-2000:]
+        assert len(os.listdir(f"/proc/{pid}/fd")) < 128
+    finally:
+        hoard.kill()
+        hoard.wait()
+    scrape = scene.srv.exec(str(PYTHON), "-c", "import urllib.request; print(urllib.request.urlopen("
+                            f"'http://127.0.0.1:{port}/metrics', timeout=10).read().decode())")
+    assert "adaptive_bans_state 1.0" in scrape.stdout
+    assert scene.proc.poll() is None and "Too many open files" not in scene.err()
 
 
 @kernel
