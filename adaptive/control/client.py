@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,13 +44,23 @@ class Client:
         self._reader: Any = None
 
     def _connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(os.fspath(self.path))
-        except OSError as e:
-            sock.close()
-            raise Unreachable(f"cannot reach the daemon at {self.path}: {_why(e)}") from None
+        # A full listen queue (many clients at once) answers EAGAIN at once: try again a while.
+        deadline = time.monotonic() + min(self.timeout, 5.0)
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(os.fspath(self.path))
+                break
+            except BlockingIOError:
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise Unreachable(f"cannot reach the daemon at {self.path}: its queue of connections "
+                                      "stays full") from None
+                time.sleep(0.01)
+            except OSError as e:
+                sock.close()
+                raise Unreachable(f"cannot reach the daemon at {self.path}: {_why(e)}") from None
         self._sock = sock
         self._reader = sock.makefile("rb")
 

@@ -19,6 +19,7 @@ The server checks what it is sent (types, sizes, addresses; loopback is refused 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -239,6 +240,12 @@ class _Slow(Exception):
     pass
 
 
+@dataclass
+class _Client:
+    thread: threading.Thread
+    idle_since: float | None     # time.monotonic() it began to wait for a request; None while answering
+
+
 class _Lines:
     """Request lines off a connection, each bounded in size and in time."""
 
@@ -321,7 +328,8 @@ class ControlServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._handler_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._connections: dict[socket.socket, threading.Thread] = {}
+        # Each connection's thread, and since when it has waited for a request (None: answering one).
+        self._connections: dict[socket.socket, _Client] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -352,8 +360,8 @@ class ControlServer:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        for _, thread in active:
-            thread.join(timeout=5)
+        for _, client in active:
+            client.thread.join(timeout=5)
         if self._listener is not None:
             self._listener.close()
             self._unlink_ours()
@@ -465,20 +473,27 @@ class ControlServer:
                     log.error("control socket %s: accept failed: %s", self.path, e)
                 continue
             with self._lock:
-                if len(self._connections) >= self.max_connections:
-                    full = True
-                else:
-                    full = False
-                    thread = threading.Thread(target=self._serve, args=(conn,), name="control-client",
-                                              daemon=True)
-                    self._connections[conn] = thread
+                idle = sorted((c.idle_since, id(s), s) for s, c in self._connections.items()
+                              if c.idle_since is not None)
+                full = len(self._connections) >= self.max_connections and not idle
+                if not full:
+                    if len(self._connections) >= self.max_connections:
+                        # The one that has waited longest for a request of its own makes room: idle
+                        # clients (a hundred of them held `status` off for minutes) never lock others out.
+                        evicted = idle[0][2]
+                        self._connections.pop(evicted)
+                        with contextlib.suppress(OSError):
+                            evicted.shutdown(socket.SHUT_RDWR)   # its thread sees the end, and closes it
+                    client = _Client(threading.Thread(target=self._serve, args=(conn,), name="control-client",
+                                                      daemon=True), time.monotonic())
+                    self._connections[conn] = client
             if full:
-                log.warning("control socket %s: more than %d connections, one turned away", self.path,
+                log.warning("control socket %s: %d connections all answering, one turned away", self.path,
                             self.max_connections)
                 self._send(conn, _error("failed", "too many connections to the daemon; try again"))
                 conn.close()
             else:
-                thread.start()
+                client.thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -486,6 +501,7 @@ class ControlServer:
             allowed = peer.allowed(self.group)
             lines = _Lines(conn, self.max_request, self.request_timeout, self.idle_timeout)
             while not self._stopping:
+                self._mark(conn, time.monotonic())
                 try:
                     line = lines.next()
                 except _TooLong:
@@ -500,6 +516,7 @@ class ControlServer:
                     return
                 if not line.strip():
                     continue
+                self._mark(conn, None)
                 if not allowed:
                     log.warning("control: refused %s (gid %d): not root%s", peer, peer.gid,
                                 "" if self.group is None else f" nor in group {self.group}")
@@ -515,6 +532,12 @@ class ControlServer:
             with self._lock:
                 self._connections.pop(conn, None)
             conn.close()
+
+    def _mark(self, conn: socket.socket, idle_since: float | None) -> None:
+        with self._lock:
+            client = self._connections.get(conn)
+            if client is not None:
+                client.idle_since = idle_since
 
     def _answer(self, line: bytes, peer: Peer) -> dict:
         try:
