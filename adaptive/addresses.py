@@ -19,6 +19,11 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 LOOPBACK: tuple[Network, ...] = (ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv6Network("::1/128"))
+# No client connects from these: unspecified, limited broadcast, multicast. A ban of one, or over one,
+# is a mistake (or a forged line), never a decision.
+NOT_SOURCES: tuple[Network, ...] = (
+    ipaddress.IPv4Network("0.0.0.0/32"), ipaddress.IPv4Network("255.255.255.255/32"),
+    ipaddress.IPv4Network("224.0.0.0/4"), ipaddress.IPv6Network("::/128"), ipaddress.IPv6Network("ff00::/8"))
 
 
 def parse_network(value: str | Network | Address) -> Network:

@@ -15,6 +15,7 @@ import dataclasses
 import grp
 import ipaddress
 import math
+import os
 import pwd
 import re
 import tomllib
@@ -430,6 +431,22 @@ DEFAULT_WEIGHTS: tuple[tuple[str, float], ...] = (
 _WEIGHED = tuple(kind for kind, _ in DEFAULT_WEIGHTS)
 
 
+def _threshold(value: float) -> float:
+    if not 1 <= value < math.inf:
+        raise ValueError("expected a number of at least 1: below one failure's weight, a single typo bans")
+    return float(value)
+
+
+# About 180 bytes a tracked source: ten million is 1.8 GB, more than a mail host should give it.
+MAX_TRACKED = 10_000_000
+
+
+def _tracked(value: int) -> int:
+    if not 1 <= value <= MAX_TRACKED:
+        raise ValueError(f"expected 1 to {MAX_TRACKED:,} sources (about 180 bytes each)")
+    return value
+
+
 def _above_zero(value: float) -> float:
     if not 0 < value < math.inf:
         raise ValueError("expected a number above 0")
@@ -473,11 +490,11 @@ def _kinds(value: list) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class ScoringConfig:
     """`[scoring]`: how events add up to offences: decaying scores per source, a slow score, bursts."""
-    threshold: float = _checked(4.5, _above_zero)
+    threshold: float = _checked(4.5, _threshold)
     half_life: float = _checked(3600.0, _seconds)
     weights: tuple = _checked(DEFAULT_WEIGHTS, _weights)
     ipv6_prefix: int = _checked(64, _source_prefix)
-    slow_threshold: float = _checked(7.0, _above_zero)
+    slow_threshold: float = _checked(7.0, _threshold)
     slow_half_life: float = _checked(172800.0, _seconds)
     slow_kinds: tuple = _checked(("auth_failure",), _kinds)
     forgive: float = _checked(1.0, _amount)
@@ -492,7 +509,7 @@ class ScoringConfig:
     account_window: float = _checked(3600.0, _seconds)
     account_messages: int = _checked(100, _positive)
     account_recipients: int = _checked(300, _positive)
-    max_sources: int = _checked(250_000, _positive)
+    max_sources: int = _checked(250_000, _tracked)
     burst_events: int = _checked(100_000, _positive)
 
 
@@ -610,10 +627,25 @@ def build(tree: dict, origin: dict[str, Path], files: tuple[Path, ...] = ()) -> 
     if problems:
         raise ConfigError(problems)
     config = Config(**sections, files=files)
-    problems = _prefixes_have_sets(config, origin)
+    problems = _prefixes_have_sets(config, origin) + _sources_apart(config, origin)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _sources_apart(config: Config, origin: dict[str, Path]) -> list[str]:
+    """Two sources on one file would read every line twice: three failures would count as six."""
+    seen: dict[str, str] = {}
+    problems = []
+    for name, source in config.sources.items():
+        real = os.path.realpath(source.path)
+        if real in seen:
+            problems.append(_where(origin, f"sources.{name}", f"sources.{name}.path = {str(source.path)!r}: the "
+                                   f"same file as sources.{seen[real]}; each file is followed once (one "
+                                   f"source reads every filter)"))
+        else:
+            seen[real] = name
+    return problems
 
 
 def _prefixes_have_sets(config: Config, origin: dict[str, Path]) -> list[str]:

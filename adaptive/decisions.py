@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from adaptive.addresses import LOOPBACK, Address, Network, Target, parse_network, read, text
+from adaptive.addresses import LOOPBACK, NOT_SOURCES, Address, Network, Target, parse_network, read, text
 from adaptive.config import BanProfile, Config
 from adaptive.durations import format_duration
 from adaptive.state import BanRecord, State
@@ -279,7 +279,7 @@ class Decider:
         disjoint sorted (starts, ends): a target overlaps one iff the last range starting at or below
         its last address ends at or above its first."""
         ranges: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
-        for net in (*LOOPBACK, *self.own, *self.allowlist):
+        for net in (*LOOPBACK, *NOT_SOURCES, *self.own, *self.allowlist):
             ranges[net.version].append((int(net.network_address), int(net.broadcast_address)))
         guard = {}
         for version, spans in ranges.items():
@@ -367,13 +367,16 @@ class Decider:
         self.state.record_bans(records)
 
     def _protection(self, network: Network) -> tuple[str, str] | None:
-        """What keeps `network` from being banned, if anything: ("loopback" | "own" | "allowlist",
-        a description). A prefix is protected if it overlaps a protected address or prefix."""
-        for kind, nets in (("loopback", LOOPBACK), ("own", self.own), ("allowlist", self.allowlist)):
+        """What keeps `network` from being banned, if anything: ("loopback" | "not a source" | "own" |
+        "allowlist", a description). A prefix is protected if it overlaps a protected address or prefix."""
+        for kind, nets in (("loopback", LOOPBACK), ("not a source", NOT_SOURCES), ("own", self.own),
+                           ("allowlist", self.allowlist)):
             for net in nets:
                 if net.version == network.version and net.overlaps(network):
                     if kind == "loopback":
                         return kind, "loopback"
+                    if kind == "not a source":
+                        return kind, f"{_text(net)} is no client's address (unspecified, broadcast or multicast)"
                     label = "own address" if kind == "own" else "allowlist"
                     return kind, f"{label} {_text(net)}"
         return None

@@ -101,6 +101,10 @@ def test_dropins_are_read_after_the_main_file_in_name_order(tmp_path):
     # The kernel refuses a timeout past about 584 years, and a state that held one failed every start.
     ('[decisions]\nban_max = 100000000000\n', "decisions.ban_max", "ten years"),
     ('[allowlist]\naddresses = ["0.0.0.0/0"]\n', "allowlist.addresses", "too much of the Internet"),
+    ('[scoring]\nslow_threshold = 0.000001\n', "scoring.slow_threshold", "a single typo bans"),
+    ('[scoring]\nmax_sources = 1000000000000\n', "scoring.max_sources", "10,000,000"),
+    # Two sources on one file read every line twice: three failures counted as six.
+    ('[sources.again]\npath = "/var/log/../log/mail.log"\n', "sources.again", "the same file as sources.mail"),
     ('[allowlist]\naddresses = ["10.0.0.0/8", "::/1"]\n', "allowlist.addresses", "at most /7"),
     ('[decisions]\nban_base = 400000000\n', "decisions.ban_base", "ten years"),
     ('[decisions.reasons.slow]\nban_max = 100000000000\n', "decisions.reasons", "ten years"),
@@ -148,6 +152,19 @@ def test_check_config_command_exits_2_naming_file_key_value(tmp_path):
     result = adaptive("check-config", "-c", str(SHIPPED), "-c", str(bad), "--dropins", "")
     assert result.returncode == 2
     assert f"{bad}: metrics.listen = \"nowhere\"" in result.stderr, result.stderr
+
+
+def test_a_configuration_with_no_source_is_refused_by_check_config_and_run(tmp_path):
+    alone = write(tmp_path, "alone.toml", '[metrics]\nlisten = ""\n')
+    for command in ("check-config", "run"):
+        result = adaptive(command, "-c", str(alone), "--dropins", "")
+        assert result.returncode == 2 and "no [sources.NAME] section: nothing to follow" in result.stderr, result
+
+
+def test_check_config_refuses_a_metrics_address_not_of_this_host(tmp_path):
+    local = write(tmp_path, "local.toml", '[metrics]\nlisten = "192.0.2.250:9469"\n')
+    result = adaptive("check-config", "-c", str(SHIPPED), "-c", str(local), "--dropins", "")
+    assert result.returncode == 1 and "cannot listen on 192.0.2.250" in result.stderr, result
 
 
 def test_check_config_reports_broken_filters(tmp_path):

@@ -135,6 +135,11 @@ def test_huge_counts_stay_at_the_cap():
     ("::ffff:127.0.0.1", "loopback"),                         # IPv4-mapped is the IPv4 address
     ("::1", "loopback"),
     ("0.0.0.0/0", "loopback"),
+    ("0.0.0.0", "0.0.0.0 is no client's address (unspecified, broadcast or multicast)"),
+    ("255.255.255.255", "255.255.255.255 is no client's address (unspecified, broadcast or multicast)"),
+    ("224.0.0.5", "224.0.0.0/4 is no client's address (unspecified, broadcast or multicast)"),
+    ("::", ":: is no client's address (unspecified, broadcast or multicast)"),
+    ("ff02::1", "ff00::/8 is no client's address (unspecified, broadcast or multicast)"),
     ("203.0.113.25", "own address 203.0.113.25"),
     ("203.0.113.0/24", "own address 203.0.113.25"),
     ("2001:db8:25:1::/64", "own address 2001:db8:25:1::25"),  # an IPv6 source's /64 holds it
@@ -316,6 +321,13 @@ def test_a_batch_is_screened_as_single_manual_bans_are():
     assert [t.text for t in forced.passed] == ["192.0.2.3", "192.0.2.0/24", "203.0.113.9", "2001:db8::/64",
                                                "192.0.2.16"]
     assert d.state.bans() == []    # screening changes nothing
+
+
+def test_no_force_bans_an_address_no_client_has():
+    d = decider()
+    screened = d.screen(["0.0.0.0", "255.255.255.255", "239.1.2.3", "224.0.0.0/3", "ff02::1", "::"], force=True)
+    assert screened.passed == [] and len(screened.refused) == 6
+    assert all(why.startswith("never banned: ") and "no client's address" in why for _, why in screened.refused)
 
 
 def test_a_batch_is_recorded_alike_and_covers_its_targets():

@@ -18,15 +18,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.cli import load_config
+    from adaptive.control.run import NO_SOURCES
     config = load_config(args)
+    if not config.sources:
+        print(f"adaptive: {NO_SOURCES}", file=sys.stderr)
+        return 2
     filters = load_directory(config.filters_directory)
     if os.geteuid() == 0 and (why := _table_refused(config)):
+        print(f"adaptive: {why}", file=sys.stderr)
+        return 1
+    if why := _listen_refused(config.metrics.listen):
         print(f"adaptive: {why}", file=sys.stderr)
         return 1
     files = ", ".join(str(f) for f in config.files)
     print(f"configuration ok: {files}; {len(config.sources)} source(s), "
           f"{len(filters)} filter(s) with {sum(len(f.rules) for f in filters)} rules")
     return 0
+
+
+def _listen_refused(listen: str) -> str | None:
+    """Why the metrics endpoint could not listen there (an address not of this host), or None. Only
+    the address is tried (port 0): the running daemon may hold the port itself."""
+    if not listen:
+        return None
+    import socket
+    host = listen.rpartition(":")[0].strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, 0))
+        except OSError as e:
+            return f"metrics.listen = {listen!r}: cannot listen on {host}: {e.strerror or e} (not an address of this host?)"
+    return None
 
 
 def _table_refused(config) -> str | None:

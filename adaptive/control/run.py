@@ -14,6 +14,9 @@ import threading
 
 from adaptive.config import DEFAULT_CONFIG
 
+NO_SOURCES = ("no [sources.NAME] section: nothing to follow (the shipped one follows /var/log/mail.log; "
+              "a local file may name others)")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from adaptive.control.cli import add_config_options
@@ -39,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
         # adaptive's own debug lines only: watchdog's would log every file event, stderr's own too
         logging.getLogger("adaptive").setLevel(logging.DEBUG)
     config = load_config(args)
+    if not config.sources:
+        print(f"adaptive: {NO_SOURCES}", file=sys.stderr)
+        return 2
     event_log = logging.getLogger("adaptive.events")
 
     def on_event(e) -> None:
