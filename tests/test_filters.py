@@ -272,7 +272,8 @@ def test_invalid_utf8_and_nul_bytes() -> None:
     assert engine.counts.unparsable == 1
 
 
-def test_a_huge_line_is_skipped_and_counted() -> None:
+def test_a_huge_line_counts_for_the_address_its_prefix_holds() -> None:
+    # Skipped whole, a 16 KB line evaded detection: read to max_line, its address before the garbage counts.
     engine = engine_for(*FILTERS.values())
     huge = PREFIX + b"warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: " + b"reject: " * 131072
     assert len(huge) > 1_000_000
@@ -280,9 +281,33 @@ def test_a_huge_line_is_skipped_and_counted() -> None:
     started = time.perf_counter()
     events = engine.scan(chunk)
     assert time.perf_counter() - started < 1.0
-    assert [(offset, e.ip) for offset, e in events] == [(len(huge) + 1, "192.0.2.3")]
+    assert [(offset, e.ip, e.kind) for offset, e in events] == [(0, "192.0.2.1", Kind.AUTH_FAILURE),
+                                                                (len(huge) + 1, "192.0.2.3", Kind.LOST_CONNECTION)]
     assert engine.counts.oversize == 1
     assert engine.counts.unparsable == 0
+
+
+FORGED = b">, method=PLAIN, rip=9.9.9.9, lip=198.51.100.1, TLS, session=<AbCdEfGhIjKlMnOp>"
+
+
+@pytest.mark.parametrize("cut_at", [1024, 2048, 8096, None])
+def test_a_user_name_that_forges_the_address_frames_nobody_when_the_line_is_cut(cut_at) -> None:
+    # Padded so that the logger's cut falls just after the forged fields, the line read as one about 9.9.9.9.
+    engine = engine_for(*FILTERS.values())
+    head = (b"Nov 24 10:00:01 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): "
+            b"user=<")
+    tail = b", method=PLAIN, rip=192.0.2.66, lip=198.51.100.1, TLS, session=<Hx7bAbCdEfGhIjKl>"
+    pad = b"a" * ((cut_at or 16384) - len(head) - len(FORGED))
+    line = head + pad + FORGED
+    if cut_at is None:
+        line += b">" + tail           # over max_line: read to its first 16,384 bytes, so cut here too
+    else:
+        assert len(line) == cut_at    # what the logger kept of the whole line
+    assert [e.ip for _, e in engine.scan(line + b"\n")] == []
+    assert engine.counts.cut == 1
+    # Whole and short, the same forgery leaves the real address, as before.
+    whole = head + b"eve" + FORGED + b">" + tail
+    assert [e.ip for _, e in engine.scan(whole + b"\n")] == ["192.0.2.66"]
 
 
 def test_a_huge_line_without_a_prefix_is_unparsable() -> None:

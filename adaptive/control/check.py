@@ -97,6 +97,8 @@ def summary(name: str, engine: Engine, seconds: float, out) -> None:
         out.write(f"    {n:>9}  {kind}\n")
     out.write(f"  unparsable  {c.unparsable}\n")
     if c.oversize:
-        out.write(f"  oversize    {c.oversize} (longer than {engine.max_line} bytes, skipped)\n")
+        out.write(f"  oversize    {c.oversize} (longer than {engine.max_line} bytes, read to that length)\n")
+    if c.cut:
+        out.write(f"  cut         {c.cut} (long lines whose address came after the user name: not believed)\n")
     if c.bad_address:
         out.write(f"  bad address {c.bad_address} (a rule matched but captured no valid address)\n")

@@ -25,8 +25,15 @@ pattern cannot hold two groups of one name.
 
 When a line's plan does not match, the next keyword in the same line is tried (a keyword inside a user
 name must not hide the real one after it); a line no plan matches is checked for a readable prefix, to
-count it as unparsable if it has none. A line of more than `max_line` bytes is skipped and counted: no
-Postfix or Dovecot line is that long, and no rule should have to read one.
+count it as unparsable if it has none.
+
+A line may have been cut: by the logger (RFC 3164 allows 1,024 bytes, rsyslog 8 KB, journald 48 KB) or
+here, where a line of more than `max_line` bytes is read to that length only. The tail of a cut line is
+gone, and with it, maybe, the real address: a user name holding `>, rip=9.9.9.9, lip=...`, padded so
+that the cut falls after it, reads as a complete line about 9.9.9.9. So on a line of CUT_RISK bytes or
+more (no real Postfix or Dovecot line is half that long), an address that the line holds after its user
+name is evidence about nobody (counted as `cut`); one before it (Postfix's `unknown[192.0.2.7]: SASL
+... failed: <16 KB>`) still counts.
 
 Rule patterns run on bytes here, so `\\w`, `\\d` and `\\s` mean their ASCII classes, and invalid UTF-8 in
 a user name costs nothing: only the captured user is decoded.
@@ -47,6 +54,7 @@ from adaptive.filters.prefix import LINE_START, Heads, YearGuess
 from adaptive.filters.rules import Filter, Ignore, Rule
 
 MAX_LINE = 16384
+CUT_RISK = 1000    # bytes from which a line may have been cut short by its logger
 _MEMORY = 65536        # queue ids remembered per filter, for joining the lines of one message
 _NEWLINE = re.compile(b"\n")   # findall on a one-byte literal beats bytes.count by half
 _BAD_START = re.compile(rb"\n(?!" + LINE_START.pattern + rb")")
@@ -81,7 +89,8 @@ class Counts:
 
     lines: int = 0
     unparsable: int = 0
-    oversize: int = 0
+    oversize: int = 0         # longer than max_line: read to max_line only
+    cut: int = 0              # a long line whose address came after its user name: not believed
     bad_address: int = 0      # a rule matched but its ip group held no valid address
     unjoined: int = 0         # a recall rule found no remembered queue id
     matched: Counter = field(default_factory=Counter)   # (filter, rule) -> lines
@@ -256,7 +265,9 @@ class Engine:
             if end - start > max_line:
                 if LINE_START.match(chunk, start):
                     counts.oversize += 1
-                continue
+                end = start + max_line         # the line as a logger with this limit would have cut it
+                if hit.end() > end:
+                    continue
             # The plan of each keyword the line holds, in order: a keyword inside text an attacker
             # chose (a user name) comes first sometimes, and must not hide the real one after it.
             while hit is not None:
@@ -303,6 +314,9 @@ class Engine:
                 ip = addresses[text] if text in addresses else self._address(text)
                 if ip is None:
                     counts.bad_address += 1
+                    continue
+                if end - start >= CUT_RISK and user_at is not None and 0 <= m.start(user_at + 1) < m.start(ip_at + 1):
+                    counts.cut += 1
                     continue
             if rule.remember:
                 memory[g[queue_at]] = (ip, user)
