@@ -233,6 +233,16 @@ def _users(value: list[str]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(uids))
 
 
+def _known_users(*names: str) -> tuple[int, ...]:
+    found = []
+    for name in names:
+        try:
+            found.append(pwd.getpwnam(name).pw_uid)
+        except KeyError:
+            pass
+    return tuple(found)
+
+
 # --- sections ---
 
 @dataclass(frozen=True)
@@ -241,6 +251,12 @@ class SourceConfig:
     path: Path = _checked(None, _path)
     # Where to begin when no position was saved: "end" skips history, "beginning" reads it.
     start: str = _checked("end", _one_of("end", "beginning"))
+    # A symbolic link at the path (or a rotated name) is refused unless true: whoever may write the
+    # log's directory could point it at any file the daemon can read (/etc/shadow).
+    follow_symlinks: bool = _checked(False, _flag)
+    # Who may own the log file (user names or uids; [] = anyone): a file of another user in the log's
+    # directory is refused. Default: root, and syslog where that user exists (Ubuntu's rsyslog).
+    owners: tuple = _checked(_known_users("root", "syslog"), _users)
 
 
 @dataclass(frozen=True)

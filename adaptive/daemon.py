@@ -32,7 +32,7 @@ from pathlib import Path
 
 from adaptive import __version__
 from adaptive.addresses import Target
-from adaptive.config import Config, ConfigError, load
+from adaptive.config import Config, ConfigError, SourceConfig, load
 from adaptive.control.socket import ControlError, ControlServer
 from adaptive.control.targets import allowlisted
 from adaptive.decisions import Decider, Decision, Outcome, host_addresses, parse_target
@@ -138,7 +138,7 @@ class Daemon:
         self.backend = backend or (Backend(Executor(), config) if enforce else None)
         self.scorer = Scorer(config.scoring, tallies(self.filters) or None)
         self.decider: Decider | None = None
-        self.followers = [self._follower(name, src.path, src.start) for name, src in config.sources.items()]
+        self.followers = [self._follower(name, src) for name, src in config.sources.items()]
         self.counts: Counter[str] = Counter()
         self._pending: list[Ban] = []
         self._pending_since = 0.0
@@ -561,9 +561,10 @@ class Daemon:
         for name, src in config.sources.items():
             old = known.pop(name, None)
             if old is not None and old.source.path == src.path:
+                old.source.follow_symlinks, old.source.owners = src.follow_symlinks, frozenset(src.owners)
                 followers.append(old)
             else:
-                followers.append(self._follower(name, src.path, src.start, filters))
+                followers.append(self._follower(name, src, filters))
                 changes.append(f"source {name} = {src.path}")
         for gone in known.values():
             gone.source.close()
@@ -601,8 +602,9 @@ class Daemon:
         self.state.close()
         self._waker.close()     # last: the threads that wake the loop are gone
 
-    def _follower(self, name: str, path: Path, start: str, filters: list[Filter] | None = None) -> _Follower:
-        return _Follower(FileSource(name, path, self.state, start=start),
+    def _follower(self, name: str, src: SourceConfig, filters: list[Filter] | None = None) -> _Follower:
+        return _Follower(FileSource(name, src.path, self.state, start=src.start,
+                                    follow_symlinks=src.follow_symlinks, owners=src.owners),
                          Engine(filters or self.filters, YearGuess(self.clock())))
 
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -521,3 +525,49 @@ def test_watch_picks_up_a_directory_created_later(tmp_path):
         assert watch.wait(timeout=10)
     finally:
         watch.stop()
+
+
+# --- a log directory another user may write ---
+
+def _as_nobody(*command: str) -> None:
+    subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", *command], check=True)
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A log directory that the unprivileged user `nobody` may write, as a careless set-up has it (in
+    /tmp: pytest's own directory is root's alone)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to act as another user")
+    top = Path(tempfile.mkdtemp(prefix="adaptive-shared-"))
+    try:
+        top.chmod(0o755)
+        directory = top / "log"
+        directory.mkdir()
+        directory.chmod(0o1777)
+        yield directory
+    finally:
+        shutil.rmtree(top)
+
+
+def test_a_log_replaced_by_a_link_to_a_secret_is_refused_unless_links_are_followed(shared, store):
+    secret = shared.parent / "shadow"
+    secret.write_bytes(b"root:$y$j9T$secret:19000:0:99999:7:::\n")
+    secret.chmod(0o600)
+    log = shared / "mail.log"
+    _as_nobody("ln", "-s", str(secret), str(log))
+    source = FileSource("mail", log, store, start="beginning", owners=(0,))
+    assert drain(source) == b""
+    assert source.error.startswith(f"{log}: is a symbolic link, refused") and "follow_symlinks" in source.error
+    trusting = FileSource("mail", log, MemoryStore(), start="beginning", follow_symlinks=True)
+    assert drain(trusting).startswith(b"root:")
+
+
+def test_a_log_owned_by_another_user_is_refused_unless_owners_allow_anyone(shared, store):
+    log = shared / "mail.log"
+    _as_nobody("sh", "-c", f"echo 'Nov 24 10:00:01 mx postfix/smtpd[1]: forged' > {log}")
+    source = FileSource("mail", log, store, start="beginning", owners=(0,))
+    assert drain(source) == b""
+    assert source.error == (f"{log}: is owned by nobody (uid 65534), who does not write logs here: refused "
+                            "(owners in [sources.mail] names who may)")
+    assert drain(FileSource("mail", log, MemoryStore(), start="beginning")) != b""   # owners empty: anyone

@@ -29,9 +29,12 @@ the old file after the new one has grown (two writers; what it writes after our 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import pwd
 import stat
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
@@ -107,7 +110,8 @@ class FileSource:
 
     def __init__(self, name: str, path: str | os.PathLike[str], store: PositionStore,
                  start: Literal["end", "beginning"] = "end", max_chunk: int = MAX_CHUNK,
-                 max_line: int = MAX_LINE):
+                 max_line: int = MAX_LINE, follow_symlinks: bool = False,
+                 owners: Collection[int] = ()):
         if start not in ("end", "beginning"):
             raise ValueError(f"source {name}: start must be 'end' or 'beginning', got {start!r}")
         if max_chunk < 1 or max_line < 1:
@@ -118,6 +122,8 @@ class FileSource:
         self.start = start
         self.max_chunk = max_chunk
         self.max_line = max_line
+        self.follow_symlinks = follow_symlinks   # else a symbolic link at the path is refused
+        self.owners = frozenset(owners)    # uids a log file may be owned by; empty: anyone
         self.error: str | None = None      # the problem of the last poll, naming the path; None if fine
         self.discarded_lines = 0           # too long, or left without a newline by a rotation
         self.rotations = 0                 # switches to a new file at the path
@@ -358,16 +364,27 @@ class FileSource:
 
     def _open(self, path: Path) -> _OpenFile | None:
         """The regular file at `path`, open at offset 0, or None if there is none."""
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if self.follow_symlinks else os.O_NOFOLLOW)
         try:
             # O_NONBLOCK: a FIFO at the path must not hang the open; it is refused just below.
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            # O_NOFOLLOW: a link swapped in at the path is refused by the kernel, with no race.
+            fd = os.open(path, flags)
         except FileNotFoundError:
             return None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise _NotAFile(f"{path}: is a symbolic link, refused: whoever may write its directory could "
+                                f"point it at any file (follow_symlinks = true in [sources.{self.name}] "
+                                "follows it)") from None
+            raise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
                 raise _NotAFile(f"{path}: is {kind}, not a log file")
+            if self.owners and st.st_uid not in self.owners:
+                raise _NotAFile(f"{path}: is owned by {_user(st.st_uid)}, who does not write logs here: refused "
+                                f"(owners in [sources.{self.name}] names who may)")
             return _OpenFile(fd, st, fingerprint(fd), str(path))
         except BaseException:
             os.close(fd)
@@ -380,3 +397,10 @@ class FileSource:
             elif self.error is not None:
                 log.info("source %s: %s is readable again", self.name, self.path)
         self.error = error
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
