@@ -53,6 +53,7 @@ from adaptive.state import BanRecord, State, StateError
 log = logging.getLogger(__name__)
 
 POLL = 1.0          # seconds between polls when nothing woke us: the fallback for missed file events
+POLL_BUDGET = 8     # slices (of 4 MB) read per source before the loop sees to requests and signals
 FLUSH_EVERY = 0.005  # seconds a ban may wait for others to join its kernel transaction
 FLUSH_SIZE = 1000    # bans that make a kernel transaction at once
 WATCH_EVERY = 1.0    # seconds between looks at the table's sets, chains and rules (about 1 ms each)
@@ -225,7 +226,7 @@ class Daemon:
                         log.error("reload refused, the running configuration stays: %s", e)
                     notify(READY=1)
                 self._serve_requests()
-                self.poll_once()
+                self.poll_once(POLL_BUDGET)
                 self.watch_kernel()
                 self.reconcile()
                 self._nag_sources()
@@ -261,12 +262,22 @@ class Daemon:
         control or scrape thread, or watchdog's."""
         self._waker.poke()
 
-    def poll_once(self) -> int:
-        """Read what every source has now, to its end, and deal with it; return the number of events."""
+    def poll_once(self, budget: int | None = None) -> int:
+        """Read what every source has now, to its end (or `budget` slices of max_chunk bytes each, then
+        wake the loop to go on once it has seen to requests and signals), and deal with it; return the
+        number of events."""
         found = 0
         for f in self.followers:
             f.engine.years.reference = self.clock()    # a live log's lines are from about now
-            while chunks := self._poll(f.source):
+            left = budget
+            while left is None or left > 0:
+                chunks = self._poll(f.source)
+                if not chunks:
+                    break
+                if left is not None:
+                    left -= 1
+                    if left == 0:
+                        self.wake()
                 for chunk in chunks:
                     with self.state.transaction():
                         for _, event in f.engine.scan(chunk.data):

@@ -120,6 +120,18 @@ def test_the_loop_is_woken_through_a_pipe_a_signal_handler_may_write_to():
     waker.poke()                       # after close: nothing, and no write to a reused descriptor
 
 
+def test_a_backlog_is_read_a_bounded_slice_at_a_time_with_the_loop_woken_for_the_rest(tmp_path):
+    # 200 GB to read (a hole, a runaway log) held the loop for minutes: no status, no signal obeyed.
+    log = tmp_path / "mail.log"
+    append(log, fail("192.0.2.1") * 100_000)           # 10 MB: three slices of 4 MB
+    daemon = offline(tmp_path, [])
+    assert not daemon._waker.wait(0)
+    first = daemon.poll_once(budget=1)
+    assert 0 < first < 100_000 and daemon._waker.wait(0)   # one slice, and the loop asked to come back
+    assert first + daemon.poll_once() == 100_000
+    daemon.close()
+
+
 def test_five_failures_make_a_recorded_ban(tmp_path):
     seen: list[str] = []
     daemon = offline(tmp_path, seen)

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -571,3 +572,18 @@ def test_a_log_owned_by_another_user_is_refused_unless_owners_allow_anyone(share
     assert source.error == (f"{log}: is owned by nobody (uid 65534), who does not write logs here: refused "
                             "(owners in [sources.mail] names who may)")
     assert drain(FileSource("mail", log, MemoryStore(), start="beginning")) != b""   # owners empty: anyone
+
+
+def test_a_sparse_hole_is_skipped_not_read_through(log, store, caplog):
+    # `truncate -s +200G mail.log` by its owner: 200 GB of nothing took the daemon minutes to read through.
+    log.write_bytes(b"before\n")
+    source = FileSource("mail", log, store, start="beginning")
+    assert drain(source) == b"before\n"
+    os.truncate(log, log.stat().st_size + 200 * 1024**3)
+    append(log, b"after\n")
+    started = time.monotonic()
+    assert drain(source) == b"after\n"
+    assert time.monotonic() - started < 2
+    skipped = [int(r.message.split("skipped a hole of ")[1].split()[0]) for r in caplog.records if "hole" in r.message]
+    assert len(skipped) == 1 and 200 * 1024**3 - 8192 < skipped[0] <= 200 * 1024**3
+    assert source.position.offset == log.stat().st_size

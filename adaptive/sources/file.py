@@ -44,6 +44,7 @@ MAX_CHUNK = 4 * 1024 * 1024   # bytes read per chunk at most, so a backlog is ha
 MAX_LINE = 1024 * 1024        # a half-written line kept longer than this is discarded
 COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".lzma", ".Z")
 _MAX_SWITCHES = 8             # files followed in one poll: a bound, should rotations come in a storm
+HOLE = 1024 * 1024            # unread bytes past which a read first asks where the file's data resumes
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,8 @@ class FileSource:
             self.truncations += 1
             self._drop_partial(f)
             f.restart()
-        data = os.pread(f.fd, self.max_chunk, f.read_to)
+        length = self._extent(f, size) if size - f.read_to >= HOLE else self.max_chunk
+        data = os.pread(f.fd, length, f.read_to)
         base = f.read_to
         f.read_to += len(data)
         lines = self._take(f, data, base)
@@ -304,7 +306,33 @@ class FileSource:
             f.fingerprint = fingerprint(f.fd)
         if lines:
             out.append(Chunk(self.name, lines, f.position()))
-        return len(data) == self.max_chunk
+        return len(data) == length
+
+    def _extent(self, f: _OpenFile, size: int) -> int:
+        """How much to read at `f.read_to`: max_chunk, or up to where a hole begins. A hole of HOLE bytes
+        or more at `f.read_to` is jumped over first (`truncate -s +200G mail.log`: 200 GB of nothing,
+        with no line in it, took minutes to read through)."""
+        try:
+            data_at = os.lseek(f.fd, f.read_to, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno != errno.ENXIO:
+                return self.max_chunk       # a file system that cannot say: read on
+            data_at = size                  # nothing but hole to the end
+        if data_at - f.read_to >= HOLE:
+            # The data resumes at a block's start: the NULs before the first line written after the
+            # hole belong to it.
+            block = os.pread(f.fd, 65536, data_at)
+            data_at += len(block) - len(block.lstrip(b"\0"))
+            log.warning("%s: skipped a hole of %d bytes at offset %d (extended with truncate?): it holds no line",
+                        f.name, data_at - f.read_to, f.read_to)
+            self._drop_partial(f)
+            f.pending, f.discarding = b"", False
+            f.offset = f.read_to = data_at
+        try:
+            before_hole = os.lseek(f.fd, f.read_to, os.SEEK_HOLE) - f.read_to
+        except OSError:
+            return self.max_chunk
+        return before_hole if 0 < before_hole < self.max_chunk else self.max_chunk
 
     def _take(self, f: _OpenFile, data: bytes, base: int) -> bytes:
         """The complete lines that `data` (read at `base`) completes; keeps the partial rest."""
