@@ -22,6 +22,11 @@ How each kind of rotation looks from here, and what is done about it:
   file is read from 0. If it is nowhere (deleted, or compressed already), its unread lines are gone
   and the current file is read from 0.
 
+- a storm of rotations (to unique names, or numbered ones): a generation may be written and renamed
+  away before a poll looks at the path. Once the old file is read to its end, the path's siblings
+  that look like rotated generations (`.1`, `-20261124`), were written since it was, and were not read
+  before are read first, oldest first, then the file now at the path.
+
 Not covered: two rotations while the daemon was down (the file rotated in between is skipped: which
 sibling came after which is not something a name reliably says), and a logger that goes on writing
 the old file after the new one has grown (two writers; what it writes after our switch is lost).
@@ -33,7 +38,9 @@ import errno
 import logging
 import os
 import pwd
+import re
 import stat
+from collections import deque
 from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
@@ -45,6 +52,10 @@ MAX_LINE = 1024 * 1024        # a half-written line kept longer than this is dis
 COMPRESSED = (".gz", ".xz", ".bz2", ".zst", ".lz4", ".lzma", ".Z")
 _MAX_SWITCHES = 8             # files followed in one poll: a bound, should rotations come in a storm
 HOLE = 1024 * 1024            # unread bytes past which a read first asks where the file's data resumes
+_FINISHED = 1024              # files read to their end and left, remembered so as never to read them again
+# What a rotated generation's name adds to the log's: `.1`, `-20261124`, `.2026-11-24_10-00-00`; a
+# compressed one (`.2.gz`) is not read, nor another log of a like name (`mail.log-debug`).
+_GENERATION = re.compile(r"[._-][0-9][0-9._:T+-]*")
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +141,7 @@ class FileSource:
         self.rotations = 0                 # switches to a new file at the path
         self.truncations = 0               # copytruncate or a rewrite in place: read again from 0
         self._file: _OpenFile | None = None
+        self._finished: deque[tuple[int, int]] = deque(maxlen=_FINISHED)   # (device, inode) read and left
         self._resumed = False
         self._initial = start              # where the first file opened is begun, if none was saved
         self._reported: Position | None = None   # the position of the last chunk returned (or loaded)
@@ -272,6 +284,10 @@ class FileSource:
             if self._read_slice(out):  # what the logger appended to the old file since
                 successor.close()
                 return
+            between = self._unread_generation(successor)
+            if between is not None:
+                successor.close()      # found again once the generations before it are read
+                successor = between
             self._switch(successor)
 
     def _read_slice(self, out: list[Chunk]) -> bool:
@@ -375,10 +391,45 @@ class FileSource:
             return None
         return f
 
+    def _unread_generation(self, successor: _OpenFile) -> _OpenFile | None:
+        """The oldest file rotated away after ours and before `successor` was at the path, if any: in a
+        storm of rotations to unique names, a generation may be written and renamed before a poll
+        looks at the path. Found among the path's siblings as one written since ours was (mtime), not
+        read before, and not `successor`."""
+        old = self._file
+        assert old is not None
+        since = os.fstat(old.fd).st_mtime_ns
+        skip = {(old.device, old.inode), (successor.device, successor.inode), *self._finished}
+        base = self.path.name
+        try:
+            entries = list(os.scandir(self.path.parent))
+        except OSError:
+            return None
+        found = []
+        for entry in entries:
+            if not entry.name.startswith(base) or not _GENERATION.fullmatch(entry.name[len(base):]):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in skip and st.st_mtime_ns >= since:
+                found.append((st.st_mtime_ns, entry.name))
+        for _, name in sorted(found):
+            try:
+                f = self._open(self.path.parent / name)
+            except (OSError, _NotAFile):
+                continue
+            if f is not None:
+                log.info("%s: reading %s, rotated away before it was looked at", self.path, name)
+                return f
+        return None
+
     def _switch(self, successor: _OpenFile) -> None:
         old = self._file
         assert old is not None
         self._drop_partial(old)
+        self._finished.append((old.device, old.inode))
         old.close()
         self._file = successor
         self.rotations += 1
