@@ -53,7 +53,8 @@ from adaptive.state import BanRecord, State, StateError
 log = logging.getLogger(__name__)
 
 POLL = 1.0          # seconds between polls when nothing woke us: the fallback for missed file events
-POLL_BUDGET = 8     # slices (of 4 MB) read per source before the loop sees to requests and signals
+POLL_BUDGET = 0.25  # seconds of reading per source before the loop sees to requests and signals
+READ_SLICE = 1 << 20  # bytes read at once: in a ban storm (16,000 lines/s) a slice takes under a second
 FLUSH_EVERY = 0.005  # seconds a ban may wait for others to join its kernel transaction
 FLUSH_SIZE = 1000    # bans that make a kernel transaction at once
 WATCH_EVERY = 1.0    # seconds between looks at the table's sets, chains and rules (about 1 ms each)
@@ -262,22 +263,15 @@ class Daemon:
         control or scrape thread, or watchdog's."""
         self._waker.poke()
 
-    def poll_once(self, budget: int | None = None) -> int:
-        """Read what every source has now, to its end (or `budget` slices of max_chunk bytes each, then
-        wake the loop to go on once it has seen to requests and signals), and deal with it; return the
-        number of events."""
+    def poll_once(self, budget: float | None = None) -> int:
+        """Read what every source has now, to its end (or for `budget` seconds a source, a slice at a
+        time, then wake the loop to go on once it has seen to requests and signals), and deal with it;
+        return the number of events."""
         found = 0
         for f in self.followers:
             f.engine.years.reference = self.clock()    # a live log's lines are from about now
-            left = budget
-            while left is None or left > 0:
-                chunks = self._poll(f.source)
-                if not chunks:
-                    break
-                if left is not None:
-                    left -= 1
-                    if left == 0:
-                        self.wake()
+            until = None if budget is None else time.monotonic() + budget
+            while chunks := self._poll(f.source):
                 for chunk in chunks:
                     with self.state.transaction():
                         for _, event in f.engine.scan(chunk.data):
@@ -286,6 +280,9 @@ class Daemon:
                         self._flush()
                         f.source.commit(chunk)
                 self._serve_requests()
+                if until is not None and time.monotonic() >= until:
+                    self.wake()       # more, maybe: after what else the loop has to do
+                    break
         self.counts["events"] += found
         return found
 
@@ -614,7 +611,7 @@ class Daemon:
         self._waker.close()     # last: the threads that wake the loop are gone
 
     def _follower(self, name: str, src: SourceConfig, filters: list[Filter] | None = None) -> _Follower:
-        return _Follower(FileSource(name, src.path, self.state, start=src.start,
+        return _Follower(FileSource(name, src.path, self.state, start=src.start, max_chunk=READ_SLICE,
                                     follow_symlinks=src.follow_symlinks, owners=src.owners),
                          Engine(filters or self.filters, YearGuess(self.clock())))
 

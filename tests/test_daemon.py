@@ -123,10 +123,10 @@ def test_the_loop_is_woken_through_a_pipe_a_signal_handler_may_write_to():
 def test_a_backlog_is_read_a_bounded_slice_at_a_time_with_the_loop_woken_for_the_rest(tmp_path):
     # 200 GB to read (a hole, a runaway log) held the loop for minutes: no status, no signal obeyed.
     log = tmp_path / "mail.log"
-    append(log, fail("192.0.2.1") * 100_000)           # 10 MB: three slices of 4 MB
+    append(log, fail("192.0.2.1") * 100_000)           # 10 MB: ten slices of 1 MB
     daemon = offline(tmp_path, [])
     assert not daemon._waker.wait(0)
-    first = daemon.poll_once(budget=1)
+    first = daemon.poll_once(budget=0)
     assert 0 < first < 100_000 and daemon._waker.wait(0)   # one slice, and the loop asked to come back
     assert first + daemon.poll_once() == 100_000
     daemon.close()
@@ -425,6 +425,23 @@ def test_idle_metrics_connections_of_a_local_user_never_exhaust_the_daemons_desc
                             f"'http://127.0.0.1:{port}/metrics', timeout=10).read().decode())")
     assert "adaptive_bans_state 1.0" in scrape.stdout
     assert scene.proc.poll() is None and "Too many open files" not in scene.err()
+
+
+@kernel
+def test_sigterm_is_obeyed_within_seconds_in_a_ban_storm(scene):
+    # 100,000 sources x 5 failures: the loop read the whole backlog before it looked at a signal (8 s).
+    lines = []
+    for i in range(20_000):
+        ip = f"{10 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.1"      # each in a /24 of its own
+        lines += [now_fail(ip)] * 5
+    append(scene.log, "".join(lines))
+    scene.start()
+    assert wait_for(lambda: scene.status()["events"] > 0, timeout=10)
+    assert scene.status()["events"] < 100_000, "the storm is over before the signal: make it longer"
+    started = time.monotonic()
+    scene.proc.send_signal(signal.SIGTERM)
+    assert scene.proc.wait(timeout=30) == 0
+    assert time.monotonic() - started < 3, scene.err()[-2000:]
 
 
 @kernel
