@@ -41,7 +41,9 @@ from adaptive.events import Event
 from adaptive.filters.engine import Engine
 from adaptive.filters.prefix import YearGuess
 from adaptive.filters.rules import Filter, FilterError, load_directory
-from adaptive.metrics import CENSUS_TIMEOUT, Census, Exporter, KernelFigures, Metrics, NullMetrics, Snapshot
+from adaptive.metrics import (
+    CENSUS_TIMEOUT, Cached, Census, Exporter, KernelFigures, Metrics, NullMetrics, Snapshot,
+)
 from adaptive.nftables.backend import Backend
 from adaptive.nftables.bans import BAN_SET, Ban
 from adaptive.nftables.executor import Executor, NftablesError
@@ -166,7 +168,10 @@ class Daemon:
         self._nagged: dict[str, float] = {}   # source name -> time.monotonic() of its last warning
         self._unwritable_since: float | None = None   # time.monotonic() the state's disk began refusing
         self._unwritable_said = 0.0
-        self.metrics.watch(self._take_census, self._read_kernel)
+        # The kernel's figures, for scrapes and `status` alike: read on a thread of their own, never
+        # waited for more than half a second (a million bans take most of a minute to list).
+        self.kernel_figures = Cached(lambda: self._read_kernel())
+        self.metrics.watch(self._take_census, self.kernel_figures)
 
     # --- start-up ---
 
@@ -715,17 +720,21 @@ class _Handler:
 
     def status(self) -> dict:
         status = self.d.call(self._status)
-        # Counted here, on the socket's thread with a libnftables context of its own: listing 100,000
-        # bans takes most of a second, which the loop (and every ban behind it) must not wait for.
+        # Counted off the loop, with a libnftables context of its own, on a thread that status waits
+        # for a quarter of a second at most: listing 100,000 bans takes most of a second, 1,000,000
+        # most of a minute, and neither the loop nor the admin may wait for that.
         try:
-            figures = self.d._read_kernel()
+            figures = self.d.kernel_figures(fresh=True)
         except (NftablesError, OSError) as e:
             # The rest of the status still says what the daemon does; the kernel's count is unknown.
             status["kernel_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
             return status
         if figures is not None:
             status["bans"] = sum(figures.bans.values())
-        if self.d.enforce and not self.d.config.decisions.dry_run and status["bans"] is not None \
+        if self.d.kernel_figures.reading:
+            # Still counting (a million bans take most of a minute): the count shown is the last one.
+            status["kernel_counting"] = True
+        elif self.d.enforce and not self.d.config.decisions.dry_run and status["bans"] is not None \
                 and status["bans"] != status["bans_state"]:
             # Seconds apart, a ban may lapse in one and not yet in the other; more is worth saying.
             status["disagree"] = (f"the kernel holds {status['bans']} ban(s), the state "

@@ -271,29 +271,57 @@ def lag(source: _Source) -> int | None:
 class Cached:
     """A slow read, done again only once its value is older than `every` seconds, or than `factor`
     times as long as the read took: with 100,000 bans the kernel takes 0.7 s to list them, and
-    scrapes then read it at most every 7 s. Thread-safe: concurrent scrapes wait for one read."""
+    scrapes then read it at most every 7 s.
+
+    The read runs on a thread of its own, and a caller waits for it `wait` seconds at most, then has
+    the last value (None before the first): with 1,000,000 bans a listing takes most of a minute,
+    and `status` and the first scrape waited for it. Thread-safe: one read at a time."""
 
     def __init__(self, read: Callable[[], Any], every: float = 1.0, factor: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic):
-        self._read, self.every, self.factor, self._clock = read, every, factor, clock
+                 clock: Callable[[], float] = time.monotonic, wait: float | None = 0.25):
+        self._read, self.every, self.factor, self._clock, self.wait = read, every, factor, clock, wait
         self._lock = threading.Lock()
         self._value: Any = None
+        self._error: BaseException | None = None     # the last read's failure, for the next caller
         self._at: float | None = None
         self._took = 0.0
+        self._reading: threading.Event | None = None  # set once the read under way is done
 
-    def __call__(self) -> Any:
+    def __call__(self, fresh: bool = False) -> Any:
+        """The value; read again first if it is due (or, `fresh`, whatever its age), waiting for the
+        read `wait` seconds at most."""
         with self._lock:
             now = self._clock()
-            if self._at is None or now - self._at >= max(self.every, self.factor * self._took):
-                try:
-                    self._value = self._read()
-                except BaseException:
-                    self._value = None       # no stale figures after a failure
-                    raise
-                finally:
-                    self._took = self._clock() - now
-                    self._at = now
+            due = fresh or self._at is None or now - self._at >= max(self.every, self.factor * self._took)
+            if self._reading is None and due:
+                self._reading = threading.Event()
+                threading.Thread(target=self._refresh, args=(self._reading, now), name="kernel-figures",
+                                 daemon=True).start()
+            reading = self._reading
+        if reading is not None:
+            reading.wait(self.wait)
+        with self._lock:
+            error, self._error = self._error, None
+            if error is not None:
+                raise error
             return self._value
+
+    @property
+    def reading(self) -> bool:
+        """Whether a read is under way (the value is older than it)."""
+        return self._reading is not None
+
+    def _refresh(self, done: threading.Event, began: float) -> None:
+        try:
+            value, error = self._read(), None
+        except BaseException as e:
+            value, error = None, e       # no stale figures after a failure
+        with self._lock:
+            self._value, self._error = value, error
+            self._took = self._clock() - began
+            self._at = began
+            self._reading = None
+        done.set()
 
 
 # --- the Prometheus side ---
@@ -389,7 +417,7 @@ class Exporter:
 
     def watch(self, census: Callable[[], Snapshot], kernel: Callable[[], KernelFigures | None]) -> None:
         self._census = census
-        self._kernel = Cached(kernel, every=self._kernel_every)
+        self._kernel = kernel if isinstance(kernel, Cached) else Cached(kernel, every=self._kernel_every)
 
     def snapshot(self) -> Snapshot:
         """The pipeline's census now, or the last one if the loop is too busy to answer in time."""

@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 # What the daemon reports, in the order shown; any other key is shown after them as it is.
 _SHOWN = ("version", "uptime", "dry_run", "sources", "events", "decisions", "bans", "bans_state", "disagree",
-          "state_error", "state_unwritten")
+          "state_error", "state_unwritten", "kernel_counting")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         for row in rows:
             out.write("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3] + "\n")
     kernel = "?" if result.get("bans") is None else result["bans"]
+    if result.get("kernel_counting"):
+        kernel = f"{kernel} (counted before; counting them again)"
     out.write(f"events {result.get('events', 0)}, decisions {result.get('decisions', 0)}, "
               f"bans in the kernel {kernel}, in the state {result.get('bans_state', '?')}\n")
     if result.get("disagree"):
