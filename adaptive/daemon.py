@@ -49,7 +49,7 @@ from adaptive.nftables.bans import BAN_SET, Ban
 from adaptive.nftables.executor import Executor, NftablesError
 from adaptive.notify import Watchdog, notify
 from adaptive.scoring import Scorer, tallies
-from adaptive.sources import Chunk, FileSource, Watch
+from adaptive.sources import Chunk, FileSource, Position, Watch
 from adaptive.state import BanRecord, State, StateError
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ FLUSH_EVERY = 0.005  # seconds a ban may wait for others to join its kernel tran
 FLUSH_SIZE = 1000    # bans that make a kernel transaction at once
 WATCH_EVERY = 1.0    # seconds between looks at the table's sets, chains and rules (about 1 ms each)
 SOURCE_NAG = 300.0   # seconds between warnings that a source still cannot be read
+SCORES_EVERY = 60.0  # seconds between saves of the scorer (a start catches up on the lines since)
 
 
 @dataclass
@@ -168,6 +169,8 @@ class Daemon:
         self._nagged: dict[str, float] = {}   # source name -> time.monotonic() of its last warning
         self._unwritable_since: float | None = None   # time.monotonic() the state's disk began refusing
         self._unwritable_said = 0.0
+        self._scores_saved_at = time.monotonic()
+        self._scores_events = -1  # counts["events"] at the last save of the scorer
         # The kernel's figures, for scrapes and `status` alike: read on a thread of their own, never
         # waited for more than half a second (a million bans take most of a minute to list).
         self.kernel_figures = Cached(lambda: self._read_kernel())
@@ -197,8 +200,82 @@ class Daemon:
             # socket, and by then the descriptors may have run out.
             self._reading_backend()
         self.decider = Decider(self.config, self.state, own_addresses=host_addresses())
+        self._restore_scores()
         if self._server is not None:
             self._server.start()
+
+    # --- scores across restarts ---
+
+    def _restore_scores(self) -> None:
+        """Take up the scores where the last run left them: its last snapshot of the scorer, then the
+        lines each source read after that snapshot, fed to the scorer again (their decisions were
+        made and recorded: only the scores are made again). A restart, a `kill -9` or an upgrade
+        then neither forgets an attacker nor counts a line twice. A snapshot of another version or
+        another scoring configuration is set aside: its scores would mean something else now."""
+        saved = self.state.load_scores()
+        if saved is not None:
+            version, _, positions, snapshot = saved
+            scorer = Scorer.restore(snapshot, self.config.scoring, tallies(self.filters) or None) \
+                if version == __version__ else None
+            if scorer is None:
+                log.info("scores of the last run not taken up (adaptive %s, or another scoring configuration): "
+                         "scoring starts afresh", version)
+            else:
+                self.scorer = scorer
+                events = sum(self._catch_up(name, position) for name, position in positions.items())
+                log.info("scores of the last run taken up: %d source(s), %d event(s) since caught up",
+                         len(scorer), events)
+        self._save_scores()
+
+    def _catch_up(self, name: str, since: Position | None) -> int:
+        """Feed the scorer the events of `name`'s lines from `since` (None: the start of a file that
+        came after the snapshot) to its committed position (the same file only: a rotation in between
+        leaves them out, said). Returns how many."""
+        now = self.state.load_position(name)
+        follower = next((f for f in self.followers if f.source.name == name), None)
+        if since is None and now is not None:
+            since = Position(now.device, now.inode, 0, now.fingerprint)
+        if now is None or since is None or follower is None or (now.inode == since.inode
+                                                                 and now.offset <= since.offset):
+            return 0
+        # A file that had no complete line when the snapshot was taken has no fingerprint in it yet.
+        if (now.device, now.inode) != (since.device, since.inode) or since.fingerprint not in ("", now.fingerprint):
+            log.info("source %s: rotated since the scores were saved; the lines in between are not scored again",
+                     name)
+            return 0
+        try:
+            fd = os.open(follower.source.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return 0
+        engine, events, offset = Engine(self.filters, YearGuess(self.clock())), 0, since.offset
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (now.device, now.inode):
+                return 0
+            while offset < now.offset:
+                data = os.pread(fd, min(READ_SLICE, now.offset - offset), offset)
+                cut = data.rfind(b"\n") + 1 if offset + len(data) < now.offset else len(data)
+                if not data or not cut:
+                    break
+                for _, event in engine.scan(data[:cut]):
+                    events += 1
+                    self.scorer.feed(event)     # its offences were decided the first time
+                offset += cut
+        finally:
+            os.close(fd)
+        return events
+
+    def _save_scores(self, force: bool = True) -> None:
+        """Save the scorer with the positions it belongs to: at start and stop, and every SCORES_EVERY
+        seconds when there were events."""
+        if not force and (self.counts["events"] == self._scores_events
+                          or time.monotonic() - self._scores_saved_at < SCORES_EVERY):
+            return
+        positions = {f.source.name: self.state.load_position(f.source.name) or f.source.place()
+                     for f in self.followers}
+        with self.state.transaction():
+            self.state.save_scores(__version__, positions, self.scorer.snapshot())
+        self._scores_saved_at, self._scores_events = time.monotonic(), self.counts["events"]
 
     def _adopt(self, stored: dict[str, float | None], now: float) -> None:
         """Record the bans the kernel holds that the state does not: after the database was lost (moved
@@ -236,6 +313,7 @@ class Daemon:
                 self.watch_kernel()
                 self.reconcile()
                 self._nag_sources()
+                self._save_scores(force=False)
                 self._persist()
                 if watchdog is not None:
                     watchdog.ping_if_due()
@@ -603,6 +681,8 @@ class Daemon:
             self._helper.shutdown()
         self.metrics.close()
         self._flush()
+        if self.decider is not None:
+            self._save_scores()
         if self._server is not None:
             self._server.stop()
         if self._watch is not None:

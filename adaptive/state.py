@@ -67,6 +67,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX ban_history_target_time ON ban_history (target, time)",
         "CREATE INDEX ban_history_time ON ban_history (time)",
     ),
+    (
+        # The scorer as it stood when every source was at `positions` (JSON: source -> [device, inode,
+        # offset, fingerprint]), written by adaptive `version`: one row, replaced at each save.
+        """CREATE TABLE scores (
+               id INTEGER PRIMARY KEY CHECK (id = 1),
+               version TEXT NOT NULL,
+               saved REAL NOT NULL,
+               positions TEXT NOT NULL,
+               snapshot BLOB NOT NULL
+           )""",
+    ),
 )
 
 _CORRUPT = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
@@ -158,6 +169,24 @@ class State:
             "fingerprint = excluded.fingerprint, updated = excluded.updated",
             (source, position.device, position.inode, position.offset, position.fingerprint,
              self.clock()), key=("position", source))
+
+    # --- scores ---
+
+    def save_scores(self, version: str, positions: dict[str, Position | None], snapshot: bytes) -> None:
+        """The scorer's snapshot, and where each source stood when it was taken (None: no file yet),
+        in one row, replaced."""
+        placed = json.dumps({name: None if p is None else [p.device, p.inode, p.offset, p.fingerprint]
+                             for name, p in positions.items()})
+        self._write("INSERT OR REPLACE INTO scores (id, version, saved, positions, snapshot) VALUES (1, ?, ?, ?, ?)",
+                    (version, self.clock(), placed, snapshot), key=("scores",))
+
+    def load_scores(self) -> tuple[str, float, dict[str, Position | None], bytes] | None:
+        """(version, saved, positions, snapshot) of the last save, or None."""
+        row = self._db.execute("SELECT version, saved, positions, snapshot FROM scores WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        version, saved, placed, snapshot = row
+        return version, saved, {name: p and Position(*p) for name, p in json.loads(placed).items()}, snapshot
 
     # --- bans ---
 

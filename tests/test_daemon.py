@@ -132,6 +132,29 @@ def test_a_backlog_is_read_a_bounded_slice_at_a_time_with_the_loop_woken_for_the
     daemon.close()
 
 
+def test_scores_survive_a_restart_and_a_changed_scoring_starts_afresh(tmp_path, caplog):
+    # A graceful restart between failures forgot them: a local user restarting the daemon reset attackers.
+    caplog.set_level("INFO")
+    log = tmp_path / "mail.log"
+    append(log, "".join(fail("203.0.113.7", f"Nov 24 10:00:0{i}") for i in range(3)))
+    daemon = offline(tmp_path, [])
+    assert daemon.poll_once() == 3 and daemon.state.live_bans(0) == []
+    daemon.close()
+    append(log, "".join(fail("203.0.113.7", f"Nov 24 10:00:1{i}") for i in range(2)))
+    again = offline(tmp_path, [])
+    assert "scores of the last run taken up: 1 source(s), 0 event(s) since caught up" in caplog.text
+    assert again.poll_once() == 2
+    assert [b.target for b in again.state.live_bans(0)] == ["203.0.113.7"]
+    again.close()
+    # Another threshold: the old scores would mean something else.
+    (tmp_path / "local.toml").write_text((tmp_path / "local.toml").read_text() + "\n[scoring]\nthreshold = 9\n")
+    cfg = config.load([SHIPPED, tmp_path / "local.toml"], dropins=None)
+    changed = Daemon(cfg, enforce=False, control=False)
+    changed.start()
+    assert "another scoring configuration): scoring starts afresh" in caplog.text and len(changed.scorer) == 0
+    changed.close()
+
+
 def test_five_failures_make_a_recorded_ban(tmp_path):
     seen: list[str] = []
     daemon = offline(tmp_path, seen)
@@ -293,6 +316,23 @@ def test_kill_9_loses_and_repeats_nothing(scene):
     assert not scene.connects("192.0.2.3")
     assert scene.status()["events"] == 5
     assert scene.connects("192.0.2.6")
+
+
+@kernel
+def test_kill_9_between_failures_forgets_no_score(scene):
+    # 20 kill -9 during a 60 s attack: 42 bans where a clean replay of the same log makes 600.
+    scene.start()
+    for n in (3, 6):               # two kills, each after a few more failures of a different address
+        append(scene.log, "".join(now_fail(f"192.0.2.{n}") for _ in range(3)))
+        assert wait_for(lambda: scene.status()["events"] >= 3, timeout=10)
+        assert scene.stop(signal.SIGKILL) == -signal.SIGKILL
+        scene.start()
+        assert "event(s) since caught up" in scene.err()
+    append(scene.log, "".join(now_fail(ip) for ip in ("192.0.2.3", "192.0.2.3", "192.0.2.6", "192.0.2.6")))
+    assert wait_for(lambda: not scene.connects("192.0.2.3") and not scene.connects("192.0.2.6"), timeout=10), \
+        scene.err()[-3000:]
+    listed = {json.loads(line)["target"] for line in scene.adaptive("list", "--json").stdout.splitlines()}
+    assert listed == {"192.0.2.3", "192.0.2.6"}, (listed, scene.err()[-3000:])
 
 
 def kernel_bans(scene) -> set[str]:

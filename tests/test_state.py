@@ -174,11 +174,11 @@ def record(target: str = "203.0.113.7", start: float = T0, end: float | None = T
                      "automatic", outcome)
 
 
-def test_a_fresh_database_has_the_ban_tables(path):
+def test_a_fresh_database_has_the_ban_and_score_tables(path):
     with State(path) as state:
-        assert state.schema_version == 2 == len(MIGRATIONS)
+        assert state.schema_version == 3 == len(MIGRATIONS)
     names = {row[0] for row in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
-    assert {"positions", "bans", "ban_history", "ban_history_target_time", "bans_end"} <= names
+    assert {"positions", "bans", "ban_history", "ban_history_target_time", "bans_end", "scores"} <= names
 
 
 def test_upgrade_from_schema_1_keeps_positions(path):
@@ -186,7 +186,7 @@ def test_upgrade_from_schema_1_keeps_positions(path):
         assert state.schema_version == 1
         state.save_position("mail", Position(1, 2, 3, "abc"))
     with State(path) as state:
-        assert state.schema_version == 2
+        assert state.schema_version == len(MIGRATIONS)
         assert state.load_position("mail") == Position(1, 2, 3, "abc")
         assert state.bans() == []
         state.record_ban(record())

@@ -176,6 +176,16 @@ class FileSource:
             self._reported = out[-1].position
         return out
 
+    def place(self) -> Position | None:
+        """Where the source stands before it reads a line: where it was saved, or where `start` puts
+        the file; None while there is no file (one that appears is read from its start)."""
+        if not self._resumed:
+            try:
+                self._resume()
+            except (OSError, _NotAFile):
+                return None
+        return self.position
+
     def commit(self, chunk: Chunk) -> None:
         """Save the position after `chunk` in the store: call it once the chunk's lines are dealt with."""
         if chunk.source != self.name:
