@@ -669,28 +669,27 @@ def print_latency(out: Any, name: str, d: dict) -> None:
               f"polls a trial; started in {ms(f['startup'])} (no bans to restore)\n")
 
 
-def restore_part(tool: Blocker, namespace: Namespace, n: int, runs: int, deadline: float,
-                 progress: Callable[[str], None]) -> dict:
+def guarded(tool: Blocker, bans: int, measure: Callable[[], dict]) -> dict:
+    """`measure()`'s figures, or {"bans", "error"} if the tool failed it; every process it started
+    is ended afterwards."""
     try:
-        return measure_restore(tool, namespace, n, runs, deadline, progress)
+        return measure()
     except ToolError as e:
         print(f"{tool.name}: {e}", file=sys.stderr)
-        return {"bans": n, "error": str(e).splitlines()[0]}
+        return {"bans": bans, "error": str(e).splitlines()[0]}
     finally:
         for process in STARTED:
             process.kill()
+
+
+def restore_part(tool: Blocker, namespace: Namespace, n: int, runs: int, deadline: float,
+                 progress: Callable[[str], None]) -> dict:
+    return guarded(tool, n, lambda: measure_restore(tool, namespace, n, runs, deadline, progress))
 
 
 def repair_part(tool: Blocker, namespace: Namespace, n: int, failures: int, wait: float,
                 progress: Callable[[str], None]) -> dict:
-    try:
-        return measure_repair(tool, namespace, n, failures, wait, progress)
-    except ToolError as e:
-        print(f"{tool.name}: {e}", file=sys.stderr)
-        return {"bans": n + 1, "error": str(e).splitlines()[0]}
-    finally:
-        for process in STARTED:
-            process.kill()
+    return guarded(tool, n + 1, lambda: measure_repair(tool, namespace, n, failures, wait, progress))
 
 
 def print_repair(out: Any, name: str, r: dict) -> None:

@@ -335,6 +335,39 @@ def test_kill_9_between_failures_forgets_no_score(scene):
     assert listed == {"192.0.2.3", "192.0.2.6"}, (listed, scene.err()[-3000:])
 
 
+@kernel
+def test_ten_kill_9_during_an_attack_ban_what_a_clean_replay_bans(scene):
+    # 20 kill -9 during a 60 s attack made 42 bans where a clean replay of the same log made 600.
+    sources = [f"198.18.{i}.1" for i in range(40)]           # each in a /24 of its own
+    parts = [[now_fail(ip) for ip in sources] for _ in range(5)]   # every source fails once a part
+    parts = [part[:20] for part in parts] + [part[20:] for part in parts]   # ten parts, kills between
+    scene.start()
+    read = 0
+    for n, part in enumerate(parts):
+        append(scene.log, "".join(part))
+        read += len(part)
+        assert wait_for(lambda: _lines_committed(scene) >= read, timeout=10), scene.err()[-2000:]
+        if n < len(parts) - 1:
+            assert scene.stop(signal.SIGKILL) == -signal.SIGKILL
+            scene.start()
+    replayed = subprocess.run([str(PYTHON), "-m", "adaptive", "replay", "-c", str(SHIPPED), "-c", str(scene.local),
+                               "--dropins", "", "--no-host-addresses", "--json", str(scene.log)],
+                              capture_output=True, text=True, check=True).stdout
+    clean = {d["target"] for d in map(json.loads, replayed.splitlines()) if d["outcome"] == "ban"}
+    assert wait_for(lambda: {json.loads(line)["target"] for line in
+                             scene.adaptive("list", "--json").stdout.splitlines()} == clean, timeout=10), \
+        scene.err()[-3000:]
+    assert len(clean) == 40
+
+
+def _lines_committed(scene) -> int:
+    """The lines of the log the state's saved position stands after (the daemon's counts restart)."""
+    import sqlite3
+    with sqlite3.connect(scene.tmp / "state.db") as db:
+        row = db.execute('SELECT "offset" FROM positions WHERE source = \'mail\'').fetchone()
+    return 0 if row is None else scene.log.read_bytes()[:row[0]].count(b"\n")
+
+
 def kernel_bans(scene) -> set[str]:
     listing = json.loads(scene.srv.exec("nft", "-j", "list", "set", "inet", "adaptive", "ban4").stdout)
     return {e["elem"]["val"] if isinstance(e, dict) else e
