@@ -620,3 +620,14 @@ def test_a_storm_of_rotations_to_unique_names_loses_and_repeats_no_line(tmp_path
     numbers = [int(line.split()[1]) for line in data.splitlines()]
     assert len(numbers) == len(set(numbers)), "a line read twice"
     assert sorted(numbers) == list(range(generations * per)), f"{generations * per - len(numbers)} lines lost"
+
+
+def test_generations_rotated_away_while_the_path_was_awaited_are_read(log, store):
+    # The source waited for a log that did not exist; before its next poll two generations came and
+    # one went: both are new, and read in order.
+    source = FileSource("mail", log, store, start="end")
+    assert drain(source) == b"" and "does not exist" in source.error
+    log.write_bytes(b"first\n")
+    os.rename(log, f"{log}.1")
+    log.write_bytes(b"second\n")
+    assert drain(source) == b"first\nsecond\n"

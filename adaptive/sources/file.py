@@ -40,6 +40,7 @@ import os
 import pwd
 import re
 import stat
+import time
 from collections import deque
 from collections.abc import Collection
 from pathlib import Path
@@ -142,6 +143,7 @@ class FileSource:
         self.truncations = 0               # copytruncate or a rewrite in place: read again from 0
         self._file: _OpenFile | None = None
         self._finished: deque[tuple[int, int]] = deque(maxlen=_FINISHED)   # (device, inode) read and left
+        self._waiting_since: int | None = None    # time.time_ns() a poll first found no file at the path
         self._resumed = False
         self._initial = start              # where the first file opened is begun, if none was saved
         self._reported: Position | None = None   # the position of the last chunk returned (or loaded)
@@ -282,9 +284,17 @@ class FileSource:
 
     def _follow(self, out: list[Chunk]) -> None:
         if self._file is None:
-            self._file = self._open_at_start()
-            if self._file is None:
+            if self._waiting_since is None:
+                # mtimes come from a coarse clock, a few ms behind this one
+                self._waiting_since = time.time_ns() - 10_000_000
+            first = self._open_at_start()
+            if first is None:
                 return
+            # Generations that came and went while we waited for the path are as new as the file.
+            self._file = self._unread_generation(first, self._waiting_since) or first
+            if self._file is not first:
+                first.close()
+            self._waiting_since = None
         for _ in range(_MAX_SWITCHES):
             if self._read_slice(out):
                 return                 # handed on a full slice: the rest at the next poll
@@ -401,15 +411,17 @@ class FileSource:
             return None
         return f
 
-    def _unread_generation(self, successor: _OpenFile) -> _OpenFile | None:
-        """The oldest file rotated away after ours and before `successor` was at the path, if any: in a
-        storm of rotations to unique names, a generation may be written and renamed before a poll
-        looks at the path. Found among the path's siblings as one written since ours was (mtime), not
-        read before, and not `successor`."""
+    def _unread_generation(self, successor: _OpenFile, since: int | None = None) -> _OpenFile | None:
+        """The oldest file rotated away after ours (or, with none open, written after `since`, in ns)
+        and before `successor` was at the path, if any: in a storm of rotations to unique names, a
+        generation may be written and renamed before a poll looks at the path. Found among the path's
+        siblings as one written since ours was (mtime), not read before, and not `successor`."""
         old = self._file
-        assert old is not None
-        since = os.fstat(old.fd).st_mtime_ns
-        skip = {(old.device, old.inode), (successor.device, successor.inode), *self._finished}
+        skip = {(successor.device, successor.inode), *self._finished}
+        if old is not None:
+            since = os.fstat(old.fd).st_mtime_ns
+            skip.add((old.device, old.inode))
+        assert since is not None
         base = self.path.name
         try:
             entries = list(os.scandir(self.path.parent))
