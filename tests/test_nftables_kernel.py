@@ -439,3 +439,30 @@ def test_its_own_table_is_applied_again_with_or_without_the_marker(lab):
     lab.srv.exec("nft", "delete set inet adaptive managed_by_adaptive")
     assert lab.srv.call(k_fresh, "", "apply") == ""
     assert "managed_by_adaptive" in lab.srv.exec("nft", "-t", "list", "sets", "inet").stdout
+
+
+CONCURRENT_LISTINGS = """
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+from adaptive import config
+from adaptive.nftables import Backend, Executor
+cfg = config.build({}, {})
+Backend(Executor(), cfg).apply()
+def lists():
+    backend = Backend(Executor(), cfg)        # a libnftables context per thread, as the daemon has
+    for _ in range(300):
+        backend.figures()
+threads = [threading.Thread(target=lists) for _ in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("listed")
+"""
+
+
+def test_listings_on_several_threads_never_end_the_process(lab):
+    # libnftables' JSON listing of a set tokenises with strtok (global state): a scrape's listing beside
+    # a status's ended the daemon ("json.c:71: set_dtype_json: Assertion `__out' failed").
+    done = lab.srv.exec(str(PYTHON), "-c", CONCURRENT_LISTINGS, str(SHIPPED.parent.parent), check=False)
+    assert done.returncode == 0 and "listed" in done.stdout, done.stderr[-2000:]

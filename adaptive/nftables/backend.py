@@ -12,7 +12,7 @@ from adaptive.addresses import Target
 from adaptive.config import Config
 from adaptive.nftables.bans import BAN_SET, Ban, Counter, Network, parse_network, read_bans, read_counters
 from adaptive.nftables.executor import NftablesError, Runner
-from adaptive.nftables.netlink import rules_digest
+from adaptive.nftables.netlink import chain_names, rules_digest, set_names
 from adaptive.nftables.ruleset import (
     LEGACY_SETS, MARKER, Existing, Layout, build_ban, build_ban_targets, build_delete_table, build_flush_probe,
     build_list_chains, build_list_counters, build_list_set, build_list_sets, build_list_table, build_probe,
@@ -212,8 +212,7 @@ class Backend:
         Only names are listed, which costs nothing, but for such a leftover set."""
         table = config.nftables.table
         sets = _set_names(self._runner, table)
-        chains = [obj["chain"]["name"] for obj in self._runner.run(build_list_chains())
-                  if "chain" in obj and obj["chain"].get("table") == table]
+        chains = _chain_names(self._runner, table)
         if not sets and not chains:
             return None, {}
         if MARKER not in sets and not LEGACY_SETS <= set(sets) and table not in self._made:
@@ -261,10 +260,22 @@ class Backend:
 
 
 def _set_names(runner: Runner, table: str) -> list[str]:
-    """The names of `table`'s sets, in the kernel's order ([]: no such table). Listed terse, which
-    libnftables answers without fetching an element."""
-    return [obj["set"]["name"] for obj in runner.run(build_list_sets(), terse=True)
-            if "set" in obj and obj["set"].get("table") == table]
+    """The names of `table`'s sets, in the kernel's order ([]: no such table): asked over netlink (see
+    `netlink.set_names`), else of libnftables, terse, which answers without fetching an element."""
+    try:
+        return set_names(table)
+    except OSError:
+        return [obj["set"]["name"] for obj in runner.run(build_list_sets(), terse=True)
+                if "set" in obj and obj["set"].get("table") == table]
+
+
+def _chain_names(runner: Runner, table: str) -> list[str]:
+    """The names of `table`'s chains ([]: no such table): over netlink, else of libnftables."""
+    try:
+        return chain_names(table)
+    except OSError:
+        return [obj["chain"]["name"] for obj in runner.run(build_list_chains())
+                if "chain" in obj and obj["chain"].get("table") == table]
 
 
 def _digest(table: str) -> dict[str, str] | None:
@@ -280,8 +291,7 @@ def _missing(runner: Runner, config: Config, layout: Layout) -> list[str]:
     sets = set(_set_names(runner, table))
     if not sets:
         return ["table"]      # a table of adaptive's always holds sets: none listed means it is gone
-    chains = {obj["chain"]["name"] for obj in runner.run(build_list_chains())
-              if "chain" in obj and obj["chain"].get("table") == table}
+    chains = set(_chain_names(runner, table))
     wanted_sets, wanted_chains = expected(config, layout)
     return ([f"set {name}" for name in wanted_sets if name not in sets]
             + [f"chain {name}" for name in wanted_chains if name not in chains])

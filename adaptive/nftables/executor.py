@@ -6,6 +6,7 @@ does that. No `nft` process is spawned and no text output is parsed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -41,6 +42,12 @@ class Runner(Protocol):
     def check(self, payload: dict) -> None: ...
 
 
+# libnftables' JSON output of a set (set_dtype_json) tokenises with strtok, which keeps its state in
+# a global: two listings at once, in two contexts on two threads, ended the process on an assertion
+# ("json.c:71: set_dtype_json: Assertion `__out' failed"). Every listing in the process takes this.
+_LISTING = threading.Lock()
+
+
 class Executor:
     """One libnftables context. `run` applies a payload as one transaction (or lists, returning the
     `nftables` array of the answer); `check` has the kernel validate it without applying (dry run).
@@ -59,7 +66,8 @@ class Executor:
         self._lock = threading.Lock()
 
     def run(self, payload: dict, *, terse: bool = False) -> list[dict]:
-        with self._lock:
+        listing = any("list" in command for command in payload.get("nftables", ()))
+        with self._lock, (_LISTING if listing else contextlib.nullcontext()):
             if terse:
                 self._nft.set_terse_output(True)
             try:

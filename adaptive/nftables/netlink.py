@@ -14,11 +14,15 @@ import hashlib
 import os
 import socket
 import struct
+from collections.abc import Callable
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
-NFT_MSG_NEWRULE, NFT_MSG_GETRULE = 6, 7
+NFT_MSG_GETCHAIN, NFT_MSG_GETRULE, NFT_MSG_GETSET = 4, 7, 10     # each answered by NFT_MSG_NEWx = GETx - 1
 NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS = 1, 2, 4
+NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME = 1, 3
+NFTA_SET_TABLE, NFTA_SET_NAME, NFTA_SET_FLAGS = 1, 2, 3
+NFT_SET_ANONYMOUS = 0x1
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NFPROTO_INET = 1
@@ -45,12 +49,45 @@ def _attrs(data: bytes) -> dict[int, bytes]:
 def rules_digest(table: str) -> dict[str, str]:
     """Per chain of `inet table`, a digest of its rules in order; a chain with no rule is absent, and a
     table that does not exist has none. About 0.2 ms. OSError if the kernel cannot be asked."""
-    request = struct.pack("=BBH", NFPROTO_INET, 0, 0) + _attr(NFTA_RULE_TABLE, table.encode() + b"\0")
-    kind = NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETRULE
+    chains: dict[str, hashlib._Hash] = {}
+    for attrs in _dump(NFT_MSG_GETRULE, NFTA_RULE_TABLE, table, "rules"):
+        chain = attrs.get(NFTA_RULE_CHAIN, b"").rstrip(b"\0").decode(errors="replace")
+        digest = chains.setdefault(chain, hashlib.sha256())
+        digest.update(struct.pack("=I", len(attrs.get(NFTA_RULE_EXPRESSIONS, b""))))
+        digest.update(attrs.get(NFTA_RULE_EXPRESSIONS, b""))
+    return {name: h.hexdigest() for name, h in chains.items()}
+
+
+def set_names(table: str) -> list[str]:
+    """The names of `inet table`'s sets, in the kernel's order ([]: no such table), elements untouched.
+    Asked of the kernel rather than of libnftables, whose JSON listing of sets is not safe beside
+    another thread's (its set_dtype_json uses strtok: two at once end the process on an assertion)."""
+    return _names(NFT_MSG_GETSET, NFTA_SET_TABLE, NFTA_SET_NAME, table, "sets",
+                  lambda attrs: not struct.unpack(">I", attrs.get(NFTA_SET_FLAGS, b"\0\0\0\0")[:4])[0]
+                  & NFT_SET_ANONYMOUS)   # a rule's own `{ 22, 25 }` (__set0): libnftables hides those
+
+
+def chain_names(table: str) -> list[str]:
+    """The names of `inet table`'s chains, in the kernel's order ([]: no such table)."""
+    return _names(NFT_MSG_GETCHAIN, NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME, table, "chains")
+
+
+def _names(message: int, table_attr: int, name_attr: int, table: str, what: str,
+           wanted: Callable[[dict[int, bytes]], bool] = lambda attrs: True) -> list[str]:
+    return [attrs[name_attr].rstrip(b"\0").decode(errors="replace")
+            for attrs in _dump(message, table_attr, table, what)
+            if attrs.get(table_attr, b"").rstrip(b"\0") == table.encode() and name_attr in attrs
+            and wanted(attrs)]
+
+
+def _dump(message: int, table_attr: int, table: str, what: str) -> list[dict[int, bytes]]:
+    """The attributes of every object a dump of `message` for `inet table` returns."""
+    request = struct.pack("=BBH", NFPROTO_INET, 0, 0) + _attr(table_attr, table.encode() + b"\0")
+    kind = NFNL_SUBSYS_NFTABLES << 8 | message
+    found = []
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER) as sock:
         sock.bind((0, 0))
         sock.send(_HEADER.pack(_HEADER.size + len(request), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + request)
-        chains: dict[str, hashlib._Hash] = {}
         while True:
             data = sock.recv(1 << 16)
             at = 0
@@ -59,18 +96,13 @@ def rules_digest(table: str) -> dict[str, str]:
                 body = data[at + _HEADER.size:at + length]
                 at += (length + 3) & ~3
                 if kind == NLMSG_DONE:
-                    return {name: h.hexdigest() for name, h in chains.items()}
+                    return found
                 if kind == NLMSG_ERROR:
                     error = -struct.unpack_from("=i", body)[0]
                     if error == 0:
                         continue
                     if error == 2:        # ENOENT: no such table (recent kernels dump nothing instead)
-                        return {}
-                    raise OSError(error, f"netlink: listing the rules of inet {table}: {os.strerror(error)}")
-                if kind & 0xff != NFT_MSG_NEWRULE:
-                    continue
-                attrs = _attrs(body[4:])
-                chain = attrs.get(NFTA_RULE_CHAIN, b"").rstrip(b"\0").decode(errors="replace")
-                digest = chains.setdefault(chain, hashlib.sha256())
-                digest.update(struct.pack("=I", len(attrs.get(NFTA_RULE_EXPRESSIONS, b""))))
-                digest.update(attrs.get(NFTA_RULE_EXPRESSIONS, b""))
+                        return []
+                    raise OSError(error, f"netlink: listing the {what} of inet {table}: {os.strerror(error)}")
+                if kind & 0xff == message - 1:      # NFT_MSG_NEWx answers NFT_MSG_GETx
+                    found.append(_attrs(body[4:]))
