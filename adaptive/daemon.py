@@ -455,13 +455,16 @@ class Daemon:
             left = None if end is None else end - now
             if left is not None and left < 2:
                 continue                   # lapsing now in both
+            ban = _ban_of(target, end, now)
+            if ban is None:
+                continue
             if target not in kernel:
-                fix.append(Ban(target, None if left is None else round(left)))
+                fix.append(ban)
                 continue
             have = kernel[target]
             # A listing is a moment old; a drift of a minute (or 1% of a long ban) is worth mending.
             if (have is None) != (left is None) or (left is not None and abs(have - left) > max(60, left / 100)):
-                fix.append(Ban(target, None if left is None else round(left)))
+                fix.append(ban)
         if fix:
             missing = sum(1 for b in fix if _target(b) not in kernel)
             log.warning("the kernel and the state disagreed on %d ban(s) (%d missing, %d with another "
@@ -702,16 +705,19 @@ class Daemon:
 
 
 def _restore(stored: dict[str, float | None], now: float) -> list[Ban]:
-    """The state's live bans (target -> end) as bans for the kernel, each with its time left (at most
-    LONGEST: a row written before that cap, or by hand, must not fail every start). A row that is not
-    a ban at all is said and left out."""
-    bans = []
-    for target, end in stored.items():
-        try:
-            bans.append(Ban(target, None if end is None else min(LONGEST, max(1, round(end - now)))))
-        except (ValueError, TypeError, OverflowError) as e:
-            log.error("the state's ban of %r cannot be restored, left out: %s", target, e)
-    return bans
+    """The state's live bans (target -> end) as bans for the kernel, each with its time left."""
+    return [ban for target, end in stored.items() if (ban := _ban_of(target, end, now)) is not None]
+
+
+def _ban_of(target: str, end: float | None, now: float) -> Ban | None:
+    """A state's ban as one for the kernel, with its time left at `now` (at most LONGEST: a row written
+    before that cap, or by hand, must fail neither a start nor a reconcile). None, said, for a row
+    that is not a ban at all."""
+    try:
+        return Ban(target, None if end is None else min(LONGEST, max(1, round(end - now))))
+    except (ValueError, TypeError, OverflowError) as e:
+        log.error("the state's ban of %r cannot be restored, left out: %s", target, e)
+        return None
 
 
 def _target(ban: Ban) -> str:

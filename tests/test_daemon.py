@@ -683,6 +683,27 @@ def test_one_bad_ban_in_the_state_never_stops_a_start_and_permanent_is_its_own_c
 
 
 @kernel
+def test_a_reconcile_puts_right_around_a_bad_ban_in_the_state(scene):
+    # The reconcile made its own bans from the state's rows, without the start's cap: one of 1e11 s
+    # (or a row that is no address) raised on the loop and ended the daemon.
+    import sqlite3
+    now = time.time()
+    scene.local.write_text(scene.local.read_text() + "\n[nftables]\nreconcile_every = 1\n")
+    scene.start()
+    assert scene.stop() == 0
+    with sqlite3.connect(scene.tmp / "state.db") as db:
+        rows = [("192.0.2.5", now + 1e11), ("not an address", now + 600), ("192.0.2.6", now + 600)]
+        db.executemany("INSERT INTO bans VALUES (?, ?, ?, 'manual', 0, '{}', NULL, 1, 'manual', 'ban')",
+                       [(t, now, end) for t, end in rows])
+    scene.start()
+    scene.srv.exec("nft", "delete element inet adaptive ban4 { 192.0.2.5 }; delete element inet adaptive "
+                          "ban4 { 192.0.2.6 }")
+    assert wait_for(lambda: not scene.connects("192.0.2.5") and not scene.connects("192.0.2.6"), timeout=5), \
+        scene.err()[-2000:]
+    assert scene.proc.poll() is None and "disagreed on 2 ban(s) (2 missing" in scene.err()
+
+
+@kernel
 def test_the_kernels_bans_are_reconciled_with_the_state(scene):
     # What the look at names cannot see: one element deleted by hand, another whose timeout was cut.
     scene.local.write_text(scene.local.read_text() + "\n[nftables]\nreconcile_every = 1\n")
