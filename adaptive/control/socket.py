@@ -473,17 +473,18 @@ class ControlServer:
                     log.error("control socket %s: accept failed: %s", self.path, e)
                 continue
             with self._lock:
-                idle = sorted((c.idle_since, id(s), s) for s, c in self._connections.items()
-                              if c.idle_since is not None)
-                full = len(self._connections) >= self.max_connections and not idle
-                if not full:
-                    if len(self._connections) >= self.max_connections:
-                        # The one that has waited longest for a request of its own makes room: idle
-                        # clients (a hundred of them held `status` off for minutes) never lock others out.
-                        evicted = idle[0][2]
+                full = False
+                if len(self._connections) >= self.max_connections:
+                    # The one that has waited longest for a request of its own makes room: idle clients
+                    # (a hundred of them held `status` off for minutes) never lock others out.
+                    idle = [(c.idle_since, s) for s, c in self._connections.items() if c.idle_since is not None]
+                    full = not idle
+                    if idle:
+                        evicted = min(idle, key=lambda pair: pair[0])[1]
                         self._connections.pop(evicted)
                         with contextlib.suppress(OSError):
                             evicted.shutdown(socket.SHUT_RDWR)   # its thread sees the end, and closes it
+                if not full:
                     client = _Client(threading.Thread(target=self._serve, args=(conn,), name="control-client",
                                                       daemon=True), time.monotonic())
                     self._connections[conn] = client
