@@ -46,6 +46,12 @@ class ConfigError(Exception):
 
 # --- value checks: each takes the raw TOML value and returns the converted one or raises ValueError ---
 
+def host_port(value: str) -> tuple[str, int]:
+    """A checked `metrics.listen` ("host:port", an IPv6 host in brackets or not) as (host, port)."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def _host_port(value: str) -> str:
     if value == "":
         return value

@@ -39,7 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from adaptive import __version__
-from adaptive.config import REASONS
+from adaptive.config import REASONS, host_port
 
 log = logging.getLogger(__name__)
 
@@ -445,10 +445,8 @@ class Exporter:
     # --- the endpoint ---
 
     def serve(self, listen: str) -> None:
-        host, _, port = listen.rpartition(":")
-        host = host.strip("[]")
         try:
-            self._server = _Endpoint((host, int(port)), MetricsHandler.factory(self.registry))
+            self._server = _Endpoint(host_port(listen), MetricsHandler.factory(self.registry))
             self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
             self._thread.start()
         except (OSError, ValueError, OverflowError) as e:

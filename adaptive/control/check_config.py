@@ -42,7 +42,9 @@ def _listen_refused(listen: str) -> str | None:
     if not listen:
         return None
     import socket
-    host = listen.rpartition(":")[0].strip("[]")
+
+    from adaptive.config import host_port
+    host, _ = host_port(listen)
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         try:
             s.bind((host, 0))
