@@ -75,16 +75,16 @@ class Backend:
     # --- the ruleset ---
 
     def exists(self, table: str | None = None) -> bool:
-        """Whether the table is there: it always holds sets, and listing set names is cheap, where
-        libnftables 1.0.6 answers `list tables` only after fetching every set's elements."""
+        """Whether the table is there: it always holds sets, and their names come cheap (over netlink),
+        where libnftables 1.0.6 answers `list tables` only after fetching every set's elements."""
         return bool(_set_names(self._runner, table or self.table))
 
     def missing(self) -> list[str]:
         """What of the table last applied is not in the kernel now: "table", or "set NAME" and "chain
-        NAME" for each one gone; [] when all is there. Only names are listed (`list sets` terse and
-        `list chains`), which libnftables answers without fetching a single element, and "rules" when
-        the rules differ from those the last `apply` left (read over netlink, `nftables.netlink`):
-        about a millisecond whatever the number of bans, so the daemon can look every second."""
+        NAME" for each one gone; [] when all is there; "rules" when the rules differ from those the
+        last `apply` left. Names and rules are read over netlink (`nftables.netlink`), no element
+        fetched: about half a millisecond whatever the number of bans, so the daemon can look every
+        second."""
         with self._lock:
             missing = _missing(self._runner, self._config, self._layout)
             if not missing and self._rules is not None:

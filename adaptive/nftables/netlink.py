@@ -1,4 +1,5 @@
-"""The rules of adaptive's table, read straight from the kernel over netlink, without set elements.
+"""adaptive's table read straight from the kernel over netlink, without set elements: its set and
+chain names, and its rules.
 
 libnftables 1.0.6 fetches every set's elements before it lists a single rule (0.7 s with 100,000 bans),
 so the once-a-second look at the table cannot ask it for rules. The kernel itself answers a dump of one
