@@ -167,8 +167,7 @@ class Daemon:
         self._reconciled_at = time.monotonic()   # the start has just made kernel and state agree
         self._reconciling: Future | None = None  # the kernel's bans, being listed on the helper thread
         self._nagged: dict[str, float] = {}   # source name -> time.monotonic() of its last warning
-        self._unwritable_since: float | None = None   # time.monotonic() the state's disk began refusing
-        self._unwritable_said = 0.0
+        self._unwritable_said: float | None = None   # time.monotonic() of the last word of a refusing disk
         self._scores_saved_at = time.monotonic()
         self._scores_events = -1  # counts["events"] at the last save of the scorer
         # The kernel's figures, for scrapes and `status` alike: read on a thread of their own, never
@@ -494,11 +493,11 @@ class Daemon:
         and lines are read on meanwhile, each once. Each time it begins is counted as a state error,
         and said again every SOURCE_NAG seconds while it lasts."""
         if not self.state.unwritten:
-            self._unwritable_since = None
+            self._unwritable_said = None
             return
         now = time.monotonic()
-        if self._unwritable_since is None:
-            self._unwritable_since = self._unwritable_said = now
+        if self._unwritable_said is None:
+            self._unwritable_said = now
             self.metrics.error("state")
         if self.state.retry():
             return

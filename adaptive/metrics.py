@@ -487,7 +487,6 @@ class _Endpoint(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
         self._spare: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        self.turned_away = 0
         handler.timeout = CLIENT_TIMEOUT
         try:
             super().__init__(address, handler)
@@ -523,7 +522,6 @@ class _Endpoint(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            self.turned_away += 1
             self.shutdown_request(request)
             return
         try:
