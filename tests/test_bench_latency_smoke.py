@@ -64,7 +64,7 @@ def test_fail2ban_half(run):
     assert re.search(rf"^restore +fail2ban: {F2B_RESTORE} bans back in the set [\d.]+ s after the start", out, re.M), out
     repair = f2b["repair"]
     assert "error" not in repair and repair["bans"] == REPAIR + 1 and 0 <= repair["reached"] <= REPAIR + 1, repair
-    assert re.search(rf"^repair +fail2ban: ", out, re.M), out
+    assert re.search(r"^repair +fail2ban: ", out, re.M), out
 
 
 def test_adaptive_half_and_the_goals(run):
