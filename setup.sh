@@ -4,10 +4,10 @@
 set -eu
 cd "$(dirname "$0")"
 
-# Runtime: the kernel binding. Tests: the real servers adaptive is tested against, and fail2ban for the
-# side-by-side benchmarks.
+# Runtime: the kernel binding. Tests: the real servers adaptive is tested against, fail2ban for the
+# side-by-side benchmarks, and debootstrap for the Debian 13 root the tests build (tests/debroot.py).
 PACKAGES="nftables python3-nftables python3-venv iproute2 ca-certificates openssl
-postfix dovecot-core dovecot-imapd dovecot-pop3d prometheus fail2ban"
+postfix dovecot-core dovecot-imapd dovecot-pop3d prometheus fail2ban debootstrap"
 
 missing=""
 for p in $PACKAGES; do
