@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adaptive.events import Event, Kind
-from adaptive.filters.engine import Engine
+from adaptive.filters.engine import Engine, _trie
 from adaptive.filters.prefix import YearGuess, parse
 from adaptive.filters.rules import Filter, FilterError, Sample, load_directory, load_file
 
@@ -397,6 +399,12 @@ line = "Nov 24 10:00:01 mx postfix/smtpd[1]: lost connection after AUTH from unk
 rule = "no-such-rule"
 ip = "192.0.2.1"
 """, "no-such-rule"),
+    ("""[[rule]]
+id = "holds-alone"
+kind = "lost_connection"
+holds = [" after AUTH"]
+pattern = 'lost connection after \\S+ from \\S+\\[(?P<ip>[0-9.]+)\\]'
+""", "holds-alone"),
 ])
 def test_a_broken_filter_file_names_the_file_and_the_rule(tmp_path: Path, body: str, rule_id: str) -> None:
     path = tmp_path / "broken.toml"
@@ -409,3 +417,29 @@ def test_a_broken_filter_file_names_the_file_and_the_rule(tmp_path: Path, body: 
         load_directory(tmp_path)
     assert str(path) in str(caught.value) and rule_id in str(caught.value)
 
+
+
+@given(st.sets(st.text("ab: ", min_size=1, max_size=4), min_size=1, max_size=8),
+       st.text("ab: \n", max_size=40))
+def test_the_keyword_trie_finds_what_a_longest_first_alternation_finds(words, text):
+    import re
+    flat = re.compile(b"|".join(re.escape(w.encode()) for w in sorted(words, key=len, reverse=True)))
+    trie = re.compile(_trie({w.encode(): b"" for w in words}))
+    data = text.encode()
+    assert [m.group() for m in trie.finditer(data)] == [m.group() for m in flat.finditer(data)]
+
+
+def test_a_rule_that_names_what_its_lines_hold_is_tried_on_those_only(tmp_path: Path) -> None:
+    (tmp_path / "f.toml").write_text(GOOD_HEAD + """
+[[rule]]
+id = "after-auth"
+keywords = ["lost connection after"]
+holds = [" AUTH "]
+kind = "lost_connection"
+pattern = 'lost connection after \\S+ from \\S+\\[(?P<ip>[0-9.]+)\\]'
+""")
+    engine = Engine(load_directory(tmp_path), YearGuess(1.8e9))
+    events = engine.scan(b"Nov 24 10:00:01 mx postfix/smtpd[1]: lost connection after AUTH from a[192.0.2.1]\n"
+                         b"Nov 24 10:00:01 mx postfix/smtpd[1]: lost connection after RCPT from a[192.0.2.2]\n")
+    assert [e.ip for _, e in events] == ["192.0.2.1"]
+    # the search passed over the second line (whose pattern alone would match): the keyword, not the text

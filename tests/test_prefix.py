@@ -48,6 +48,16 @@ REF = local(2026, 11, 24, 12, 0, 0)
      "pam(a,192.0.2.1): unknown user", "dovecot", "auth-worker", None, "Info",
      "conn unix:auth-worker (pid=1,uid=2): auth-worker<1>: pam(a,192.0.2.1): unknown user"),
     ("Nov 24 10:00:01 pop3-login: Warning: x", "dovecot", "pop3-login", None, "Warning", "x"),
+    # an unpadded day
+    ("Sep 8 07:46:30 mx postfix/smtpd[1]: x", "postfix", "smtpd", "mx", None, "x"),
+    # daemontools' multilog: a TAI64N label, then the program's own line (no host)
+    ("@400000004c91b044077a9e94 imap-login: Info: Aborted login (auth failed, 1 attempts): rip=192.0.2.1",
+     "dovecot", "imap-login", None, "Info", "Aborted login (auth failed, 1 attempts): rip=192.0.2.1"),
+    ("@400000004c91b044077a9e94 dovecot-auth: pam_unix(dovecot:auth): authentication failure;",
+     "dovecot-auth", "dovecot-auth", None, None, "pam_unix(dovecot:auth): authentication failure;"),
+    # PAM inside Dovecot's auth process, through syslog: its program name as the tag
+    ("Apr 19 05:22:20 vm5 auth: pam_unix(dovecot:auth): authentication failure;",
+     "auth", "auth", "vm5", None, "pam_unix(dovecot:auth): authentication failure;"),
 ])
 def test_formats(text, family, service, host, level, message):
     line = parse(text, YearGuess(REF))
@@ -59,6 +69,16 @@ def test_formats(text, family, service, host, level, message):
 def test_rfc3339_time_is_exact():
     line = parse("2026-11-24T10:00:01.250000+01:00 mx postfix/smtpd[1]: x", YearGuess(REF))
     assert line.time == datetime.fromisoformat("2026-11-24T09:00:01.250000+00:00").timestamp()
+
+
+def test_tai64n_time_is_exact():
+    # daemontools' tai64nlocal: seconds since 1970 plus 2^62 + 10, then nanoseconds (0x0c3b1f94)
+    line = parse("@4000000052a4b0440c3b1f94 imap-login: Info: x", YearGuess(REF))
+    assert line.time == pytest.approx(datetime.fromisoformat("2013-12-08T17:45:30.2052013+00:00").timestamp())
+
+
+def test_without_a_tai64n_label_a_host_is_needed():
+    assert parse("Nov 24 10:00:01 x: reject: ", YearGuess(REF)) is None
 
 
 def test_classic_fraction_kept():

@@ -28,6 +28,9 @@ SASL = ("postfix", "postfix", "sasl-auth-failed", Kind.AUTH_FAILURE)
 MISMATCH = ("dovecot", "dovecot", "auth-password-mismatch", Kind.AUTH_FAILURE)
 UNKNOWN = ("dovecot", "dovecot", "auth-unknown-user", Kind.AUTH_FAILURE)
 SUMMARY = ("dovecot", "dovecot", "login-auth-failed", Kind.AUTH_FAILURE)
+PAM = ("dovecot", "dovecot", "pam-unix-failure", Kind.AUTH_FAILURE)
+PAM_DOVECOT = ("dovecot", "dovecot", "auth-pam-failure", Kind.AUTH_FAILURE)
+DISCONNECT = ("postfix", "postfix", "disconnect-auth-failed", Kind.AUTH_FAILURE)
 LOGIN = ("dovecot", "dovecot", "login-success", Kind.AUTH_SUCCESS)
 SUBMISSION = ("postfix", "postfix", "client-sasl", Kind.AUTH_SUCCESS)
 RCPT = ("postfix", "postfix", "reject-unknown-user", Kind.UNKNOWN_USER)
@@ -276,6 +279,45 @@ def test_imap_and_smtp_attempts_mixed_from_one_source():
     assert score(s) == near(2.0)
 
 
+def test_pam_and_dovecot_lines_of_one_attempt_count_once_in_either_order():
+    """PAM's own line (auth.log, the journal) and Dovecot's for the same attempt, with the summary."""
+    for lines in ((PAM_DOVECOT, PAM), (PAM, PAM_DOVECOT)):
+        s = scorer()
+        feed(s, event(0, lines[0], user="a"), event(1, lines[1], user="a"), event(3, SUMMARY, user="a", count=1))
+        assert score(s) == near(1.0)
+    # five attempts of one connection, Dovecot's and PAM's lines interleaved as two files give them
+    s = scorer()
+    feed(s, *(event(i, PAM, user="a") for i in range(5)), *(event(i + 0.5, PAM_DOVECOT, user="a") for i in range(5)),
+         event(9, SUMMARY, user="a", count=5))
+    assert score(s) == near(5.0)
+
+
+def test_pam_lines_alone_are_claimed_by_the_summary():
+    """auth_verbose = no: PAM's lines and the summaries; and PAM under Postfix's SASL."""
+    s = scorer()
+    feed(s, event(0, PAM, user="a"), event(1, PAM, user="b"), event(3, SUMMARY, user="a", count=2))
+    assert score(s) == near(2.0)
+    s = scorer()
+    feed(s, event(0, PAM, user="a"), event(1, SASL), event(2, PAM_DOVECOT, user="a"))
+    assert score(s) == near(1.0)
+
+
+def test_a_postfix_disconnect_summary_adds_what_its_sasl_lines_did_not():
+    s = scorer()
+    feed(s, event(0, DISCONNECT, count=3))                           # only the summaries in the log
+    assert score(s) == near(3.0)
+    s = scorer()
+    feed(s, event(0, SASL), event(1, SASL), event(2, DISCONNECT, count=2))
+    assert score(s) == near(2.0)
+    s = scorer()                                                     # and through Dovecot, auth_verbose
+    feed(s, event(0, MISMATCH, user="x"), event(0.5, SASL), event(1, MISMATCH, user="x"), event(1.5, SASL),
+         event(2, DISCONNECT, count=3))                              # one AUTH aborted: no SASL line
+    assert score(s) == near(3.0)
+    # a later connection's summary does not eat into the attempts counted before it
+    feed(s, event(3, DISCONNECT, count=1))
+    assert score(s) == near(4.0)
+
+
 def test_unmarked_rules_count_every_line():
     s = Scorer(ScoringConfig(), tallies={})
     feed(s, event(0, MISMATCH, user="a"), event(5, SUMMARY, user="a", count=1))
@@ -488,8 +530,8 @@ def test_forgive_resets_scores_and_windows():
 
 def test_forgive_a_prefix_forgives_every_source_in_it():
     s = scorer()
-    feed(s, event(0, ip="198.51.100.1"), event(0, ip="198.51.100.2"), event(0, ip="192.0.2.1"),
-         event(0, ip="2001:db8:1:2::1"), event(0, ip="2001:db8:1:3::1"), event(0, ip="2001:db8:2::1"))
+    feed(s, *(event(0, RCPT, ip=ip) for ip in ("198.51.100.1", "198.51.100.2", "192.0.2.1", "2001:db8:1:2::1",
+                                                "2001:db8:1:3::1", "2001:db8:2::1")))
     s.forgive("198.51.100.0/24")
     s.forgive("2001:db8:1::/48")
     assert len(s) == 2
@@ -616,4 +658,15 @@ def test_forgive_keeps_the_attempts_already_counted():
     assert [o.reason for o in offences] == ["score"]
     s.forgive(IP)                                            # the admin unbans it
     assert feed(s, *(summary(10 + i) for i in range(5))) == []
+    assert s.explain(IP)["score"] == 0.0
+
+
+def test_forgive_keeps_the_smtp_attempts_already_counted():
+    """Banned, a guesser's SMTP connection waits out smtpd's timeout; unbanned before that, its
+    `disconnect ... auth=0/5` must not count the five attempts its SASL lines counted."""
+    s = scorer()
+    offences = feed(s, *(event(i) for i in range(5)))
+    assert [o.reason for o in offences] == ["score"]
+    s.forgive(IP)
+    assert feed(s, event(300, DISCONNECT, count=5)) == []
     assert s.explain(IP)["score"] == 0.0

@@ -4,7 +4,9 @@ Formats recognised, in one pattern so a file may mix them:
 - classic syslog: `Nov 24 10:00:01 mx postfix/smtpd[123]: msg` (day space- or zero-padded, optional
   fraction as journald's short-precise writes it); Postfix's own `maillog_file` is this format;
 - RFC 3339 syslog: `2026-11-24T10:00:01.123456+01:00 mx postfix/smtpd[123]: msg`;
-- Dovecot's own `log_path`: `Nov 24 10:00:01 imap-login: Info: msg` (no host, a level word).
+- Dovecot's own `log_path`: `Nov 24 10:00:01 imap-login: Info: msg` (no host, a level word);
+- daemontools' multilog: `@4000000052a4b0440c3b1f94 imap-login: Info: msg`, a TAI64N label before
+  the program's own line (no host; `dovecot-auth: msg` for what PAM wrote inside Dovecot 1.x's auth).
 
 Dovecot lines that came through syslog (`mx dovecot: auth-worker(42): Error: msg`) are split to the
 same shape as its own log's, so filters see `service="auth-worker"` and the message `msg` either way.
@@ -28,7 +30,8 @@ MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 _TIME = (
     rb"(?P<ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
     rb"(?:\.\d{1,9})?"
-    rb"|\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:?[0-5]\d)?)"
+    rb"|\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:?[0-5]\d)?"
+    rb"|(?P<tai>@4[0-9a-f]{23}))"
 )
 _DOVECOT_PROC = rb"[a-z][a-z0-9-]*(?:\([^()\n]*\))?(?:<[^<>\n]*>)*"
 _LEVEL = rb"Info|Warning|Error|Fatal|Panic|Debug"
@@ -37,7 +40,8 @@ HEAD = re.compile(
     _TIME + rb" +(?:"
     # Dovecot's log_path: process, level; no host.
     rb"(?P<dproc>" + _DOVECOT_PROC + rb"): (?P<dlevel>" + _LEVEL + rb"): "
-    rb"|(?P<host>[^\s\[\]:]+) (?:"
+    # a host, except after daemontools' TAI64N label, which multilog writes before the program's own line
+    rb"|(?:(?P<host>[^\s\[\]:]+) )?(?(host)|(?(tai)|(?!)))(?:"
     # Dovecot through syslog: its process and level lead the message.
     rb"dovecot(?:\[\d+\])?: (?P<sproc>" + _DOVECOT_PROC + rb"): (?:(?P<slevel>" + _LEVEL + rb"): )?"
     # anything else through syslog, Postfix's maillog_file too: tag[pid]:
@@ -45,7 +49,7 @@ HEAD = re.compile(
 )
 # What a line must start with to have any chance of a prefix; used to count unparsable lines in bulk.
 LINE_START = re.compile(
-    rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:|\d{4}-[01]\d-[0-3]\d[T ]"
+    rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:|\d{4}-[01]\d-[0-3]\d[T ]|@4[0-9a-f]{23} "
 )
 _CLASSIC = re.compile(
     r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([ 0-3]?\d) ([0-2]\d:[0-5]\d:[0-6]\d)(\.\d{1,9})?")
@@ -86,8 +90,11 @@ class YearGuess:
         """Epoch seconds of a timestamp in either format, as the prefix pattern found it."""
         if text in self._cache:
             return self._cache[text]
-        m = _CLASSIC.fullmatch(text)
-        result = self._classic(*m.groups()) if m is not None else self._iso(text)
+        if text[0] == "@":
+            result = _tai64n(text)
+        else:
+            m = _CLASSIC.fullmatch(text)
+            result = self._classic(*m.groups()) if m is not None else self._iso(text)
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[text] = result
@@ -130,6 +137,15 @@ class YearGuess:
             return None
 
 
+def _tai64n(text: str) -> float:
+    """Epoch seconds of a TAI64N label (`@` and 24 hex digits: seconds since 1970 offset by 2^62 + 10,
+    as daemontools and libtai count them, then nanoseconds)."""
+    return int(text[1:17], 16) - _TAI_EPOCH + int(text[17:25], 16) / 1e9
+
+
+_TAI_EPOCH = (1 << 62) + 10
+
+
 class Head(NamedTuple):
     """What the engine needs of a prefix: raw timestamp, dispatch keys, where the message starts."""
 
@@ -153,7 +169,7 @@ class Heads:
         m = HEAD.match(chunk, start, end)
         if m is None:
             return None
-        ts, dproc, _, _, sproc, _, tag = m.groups()
+        ts, _, dproc, _, _, sproc, _, tag = m.groups()
         proc = dproc or sproc
         if proc is not None:
             service = self._procs.get(proc)

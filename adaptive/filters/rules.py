@@ -12,10 +12,15 @@ A filter file holds, in this order of reading:
   `services`, and `remember`/`recall` to join two lines of one message by its queue id.
   Rules and ignores may name their own `keywords` (added to the filter's): such a rule is tried only on
   lines where one of them was found, which keeps the number of patterns tried per line small.
+  `holds` (texts) narrows a rule's own keywords further: a line is tried only if it holds one of them
+  after the keyword, which the keyword search checks at C speed (`disconnect from ` is in the last
+  line of every connection, ` auth=0/` in few). A prefilter only: the pattern must still match.
   `tally` marks a rule whose lines log an authentication attempt that another line may log too, so
   that scoring counts each attempt once: "auth" (the authentication service's line for one attempt),
   "summary" (a connection's summary of its `count` attempts), "sasl" (a SASL client's line for one
-  attempt, which the authentication service may log as well); see `adaptive.scoring.score`.
+  attempt, which the authentication service may log as well), "pam" (PAM's own line for one attempt,
+  which the authentication service may log as well), "sasl-summary" (a SASL client's summary of a
+  connection's `count` failed attempts); see `adaptive.scoring.score`.
 - `[[sample]]`: `line` with the `rule`, `ip` and `user` it must give, or `match = false` (and optionally
   the `ignore` id that must catch it); `before` lists lines fed first (for a `recall` rule).
 
@@ -54,7 +59,8 @@ class Rule:
     remember: bool = False
     recall: bool = False
     keywords: tuple[str, ...] = ()    # empty: tried whatever keyword found the line
-    tally: str | None = None          # "auth", "summary" or "sasl": see `TALLIES`
+    tally: str | None = None          # one of `TALLIES`
+    holds: tuple[str, ...] = ()       # texts, one of which a line must hold after the keyword
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +95,9 @@ class Filter:
 
 
 _FILTER_KEYS = {"family", "services", "keywords", "description"}
-_RULE_KEYS = {"id", "kind", "weight", "pattern", "services", "remember", "recall", "keywords", "tally"}
+_RULE_KEYS = {"id", "kind", "weight", "pattern", "services", "remember", "recall", "keywords", "tally", "holds"}
 # Marks for the lines of one authentication attempt logged twice; scoring counts the attempt once.
-TALLIES = ("auth", "summary", "sasl")
+TALLIES = ("auth", "summary", "sasl", "pam", "sasl-summary")
 _IGNORE_KEYS = {"id", "pattern", "services", "keywords"}
 _SAMPLE_KEYS = {"line", "rule", "ip", "user", "match", "ignore", "before"}
 _TOP_KEYS = {"filter", "rule", "ignore", "sample"}
@@ -184,6 +190,9 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
         svc = frozenset(_strings(raw.get("services", []), p, f"{where}.services")) or frozenset(services)
         own = tuple(_strings(raw.get("keywords", []), p, f"{where}.keywords"))
         keywords += [k for k in own if k not in keywords]
+        holds = tuple(_strings(raw.get("holds", []), p, f"{where}.holds"))
+        if holds and not own:
+            p.add(f"{where}.holds", "narrows the rule's own keywords: give it some")
         if pattern is not None:
             groups = set(pattern.groupindex)
             if pattern.groups != len(pattern.groupindex):
@@ -195,11 +204,11 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
                 p.add(f"{where}.pattern", "remember/recall need a named group (?P<queue>...)")
             if not kinds and not remember:
                 p.add(f"{where}.kind", "missing (only a rule that remembers may have no kind)")
-            if tally == "summary" and "count" not in groups:
+            if tally in ("summary", "sasl-summary") and "count" not in groups:
                 p.add(f"{where}.pattern", "a summary (tally = \"summary\") needs a named group (?P<count>...)")
         if ident and kinds is not None and pattern is not None:
             rules.append(Rule(ident, kinds, None if weight is None else float(weight), pattern,
-                              svc, remember, recall, own, tally))
+                              svc, remember, recall, own, tally, holds))
 
     if not keywords:
         p.add("filter.keywords", "at least one keyword is needed: they are the prefilter")

@@ -27,7 +27,11 @@ authentication attempt twice:
 - "summary": a login process's summary of a connection, `count` attempts (Dovecot's
   `Disconnected (auth failed, N attempts ...)`), logged in both Dovecot configurations;
 - "sasl": a SASL client's line for one attempt (Postfix's `SASL LOGIN authentication failed`), which
-  the authentication service logs too when it is Dovecot with `auth_verbose = yes`.
+  the authentication service logs too when it is Dovecot with `auth_verbose = yes`;
+- "pam": PAM's own line for one attempt (`pam_unix(dovecot:auth): authentication failure; ...`), which
+  Dovecot's auth line may duplicate (`pam(user,ip): pam_authenticate() failed`);
+- "sasl-summary": a SASL client's summary of a connection, `count` failed attempts (Postfix's
+  `disconnect from ... auth=0/N`), of which its "sasl" lines may have counted some already.
 
 Per source the scorer keeps two small tallies. `pending` counts "auth" lines no summary has claimed: a
 summary of N attempts adds only the attempts beyond them, then takes them, so with `auth_verbose = yes`
@@ -37,7 +41,10 @@ line takes it instead and adds nothing (Dovecot logged that SMTP attempt already
 and waits in `unpaired`, for an "auth" line that comes within the window to take it and add nothing
 (two log files read in turns may bring the Postfix line first). Whichever line a pairing takes, the
 number of attempts counted comes out right: an "auth" line taken by a "sasl" one leaves its
-connection's summary to count it. A rule without the mark counts every line.
+connection's summary to count it. A "pam" line is an "auth" line unless Dovecot's own line for the
+attempt came within the window (`echo` counts Dovecot's lines less PAM's), and then adds nothing;
+likewise a Dovecot line after a PAM one. `sasl_seen` counts "sasl" lines no "sasl-summary" has claimed,
+which adds only the attempts beyond them. A rule without the mark counts every line.
 
 **Bursts** (see `bursts`), each with its own window and limit: messages accepted per client address
 without login (reason "spam_burst"), recipients rejected per address (unknown users and relay
@@ -61,8 +68,8 @@ from adaptive.scoring.keys import Keys
 from adaptive.scoring.offence import Offence
 from adaptive.scoring.table import NO_RULE, Table
 
-_AUTH, _SASL, _SUMMARY = 1, 2, 3
-TALLIES = {"auth": _AUTH, "sasl": _SASL, "summary": _SUMMARY}
+_AUTH, _SASL, _SUMMARY, _PAM, _SASL_SUMMARY = 1, 2, 3, 4, 5
+TALLIES = {"auth": _AUTH, "sasl": _SASL, "summary": _SUMMARY, "pam": _PAM, "sasl-summary": _SASL_SUMMARY}
 
 # The `tally` marks of the shipped filter files, for a scorer given no filters (tests check they agree).
 SHIPPED_TALLIES: dict[str, str] = {
@@ -70,8 +77,11 @@ SHIPPED_TALLIES: dict[str, str] = {
     "dovecot/auth-unknown-user": "auth",
     "dovecot/auth-pam-failure": "auth",
     "dovecot/auth-username-disallowed": "auth",
+    "dovecot/auth-invalid-credentials": "auth",
+    "dovecot/pam-unix-failure": "pam",
     "dovecot/login-auth-failed": "summary",
     "postfix/sasl-auth-failed": "sasl",
+    "postfix/disconnect-auth-failed": "sasl-summary",
 }
 
 _SUCCESS = Kind.AUTH_SUCCESS
@@ -82,6 +92,7 @@ _SCORE, _SLOW = 1, 2            # offended flags
 _NEGLIGIBLE = 64                # a score under threshold/64 is worth nothing (see `table`)
 _LN2 = math.log(2)
 _MAX_TALLY = 255
+_MAX_ECHO = 127
 _from_bytes = int.from_bytes
 
 
@@ -265,7 +276,17 @@ class Scorer:
         pending, unpaired, paired_at = table.pending, table.unpaired, table.paired_at
         window = self.config.pair_window
         since = t - table.base
-        if role == _AUTH:
+        if role == _AUTH or role == _PAM:
+            # The same attempt in Dovecot's auth line and in PAM's own: whichever comes second adds
+            # nothing (`echo` is Dovecot's lines less PAM's, within the window); the first is an "auth".
+            e = table.echo[s]
+            if e and since - paired_at[s] <= window:
+                if (e > 0) == (role == _PAM):
+                    table.echo[s] = e - 1 if e > 0 else e + 1
+                    return 0
+            else:
+                e = 0
+            table.echo[s] = min(_MAX_ECHO, e + 1) if role == _AUTH else max(-_MAX_ECHO, e - 1)
             u = unpaired[s]
             if u and since - paired_at[s] <= window:
                 unpaired[s] = u - 1
@@ -274,6 +295,8 @@ class Scorer:
             paired_at[s] = since
             return n
         if role == _SASL:
+            seen = table.sasl_seen
+            seen[s] = min(_MAX_TALLY, seen[s] + n)
             p = pending[s]
             if p and since - paired_at[s] <= window:
                 pending[s] = p - 1
@@ -281,11 +304,12 @@ class Scorer:
             unpaired[s] = min(_MAX_TALLY, unpaired[s] + n)
             paired_at[s] = since
             return n
-        p = pending[s]   # a summary
+        claims = pending if role == _SUMMARY else table.sasl_seen   # a summary, of which lines
+        p = claims[s]
         if p >= n:
-            pending[s] = p - n
+            claims[s] = p - n
             return 0
-        pending[s] = 0
+        claims[s] = 0
         return n - p
 
     def _forgive(self, s: int, t: float) -> list[Offence]:

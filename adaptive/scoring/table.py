@@ -9,7 +9,7 @@ column) of machine floats or small ints, which costs their bare size. What a slo
     time (double)                                                             8
     expiry, paired_at (float, seconds after `base`)                           8
     score, fixed, slow, slow_fixed (float)                                   16
-    flags, pending, unpaired (byte)                                           3
+    flags, pending, unpaired, echo, sasl_seen (byte)                          5
     rule, hits, rule2, hits2 (16-bit)                                         8
 
 Slots freed by eviction or `drop` go on a free list and are reused first. There is no slot-to-key
@@ -66,6 +66,8 @@ class Table:
         self.pending = array("B")       # attempts an auth service logged that no summary has claimed
         self.unpaired = array("B")      # SASL failures no auth service line has claimed yet
         self.paired_at = array("f")     # log time of the last of those two
+        self.echo = array("b")          # Dovecot auth lines less PAM lines, of attempts both may log
+        self.sasl_seen = array("B")     # SASL failures no Postfix disconnect summary has claimed
         self.rule = array("H")          # the source's most frequent rule, and its events
         self.hits = array("H")
         self.rule2 = array("H")         # the latest other rule, and its events
@@ -89,7 +91,7 @@ class Table:
             self.time[s] = t
             self.expiry[s] = self.paired_at[s] = since
             self.score[s] = self.fixed[s] = self.slow[s] = self.slow_fixed[s] = 0.0
-            self.flags[s] = self.pending[s] = self.unpaired[s] = 0
+            self.flags[s] = self.pending[s] = self.unpaired[s] = self.echo[s] = self.sasl_seen[s] = 0
             self.rule[s] = self.rule2[s] = NO_RULE
             self.hits[s] = self.hits2[s] = 0
         else:
@@ -99,7 +101,7 @@ class Table:
             self.paired_at.append(since)
             for column in (self.score, self.fixed, self.slow, self.slow_fixed):
                 column.append(0.0)
-            for column in (self.flags, self.pending, self.unpaired, self.hits, self.hits2):
+            for column in (self.flags, self.pending, self.unpaired, self.echo, self.sasl_seen, self.hits, self.hits2):
                 column.append(0)
             self.rule.append(NO_RULE)
             self.rule2.append(NO_RULE)
@@ -112,7 +114,7 @@ class Table:
         its scores, offences and rules go back to nothing and the tallies stay, so those summaries do
         not count the attempts again."""
         s = self.index[key]
-        if not self.pending[s]:     # a SASL line pairs within seconds, never after an unban
+        if not self.pending[s] and not self.sasl_seen[s]:   # pairings are within seconds, never after an unban
             self.drop(key)
             return
         self.score[s] = self.fixed[s] = self.slow[s] = self.slow_fixed[s] = 0.0
