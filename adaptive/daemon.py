@@ -200,6 +200,7 @@ class Daemon:
             self._reading_backend()
         self.decider = Decider(self.config, self.state, own_addresses=host_addresses())
         self._restore_scores()
+        self.scorer.split_around(self.decider.protected)
         if self._server is not None:
             self._server.start()
 
@@ -645,6 +646,7 @@ class Daemon:
             self.scorer = Scorer(config.scoring, tallies(filters) or None)
             changes.append("scoring restarted")
         self.decider = Decider(config, self.state, own_addresses=host_addresses())
+        self.scorer.split_around(self.decider.protected)
         if filters != self.filters:
             changes.append("filters reloaded")
         for f in self.followers:

@@ -174,6 +174,8 @@ class Decider:
         self.allowlist: tuple[Network, ...] = tuple(config.allowlist.addresses)
         self.own: tuple[Network, ...] = tuple(dict.fromkeys(
             [*(parse_target(a) for a in own_addresses), *self.settings.own_addresses]))
+        # What no ban may cover, for the scorer to score the neighbours of each on their own.
+        self.protected: tuple[Network, ...] = (*LOOPBACK, *self.own, *self.allowlist)
         # Decisions made, by outcome, plus "covered": offences inside a live ban, not decided again.
         self.counts: Counter[str] = Counter()
         self._profiles: dict[str, BanProfile] = {}

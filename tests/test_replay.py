@@ -101,6 +101,19 @@ def test_allowlisted_and_own_sources_are_suppressed(tmp_path):
         ("192.0.2.25", "suppressed", "own address 192.0.2.25")]
 
 
+def test_an_attacker_in_the_hosts_own_64_is_banned_by_its_128(tmp_path):
+    """At a hosting provider, the host's /64 holds its neighbours too: one of them guessing is banned
+    alone, the host's own address is still never banned, and a second neighbour is scored apart."""
+    local = write(tmp_path, "local.toml", '[decisions]\nown_addresses = ["2001:db8:1:2::25"]\n')
+    log = write(tmp_path, "mail.log", failures(24, "2001:db8:1:2::99", range(5))
+                + failures(24, "2001:db8:1:2::98", range(10, 14))         # four: no ban
+                + failures(24, "2001:db8:1:2::25", range(20, 25)))
+    result = decisions(replay("--json", str(log), config=(local,)))
+    assert [(d["target"], d["outcome"], d["protected"]) for d in result] == [
+        ("2001:db8:1:2::99", "ban", None),
+        ("2001:db8:1:2::25", "suppressed", "own address 2001:db8:1:2::25")]
+
+
 def test_dry_run_and_ban_lengths_come_from_the_config(tmp_path):
     local = write(tmp_path, "local.toml", "[decisions]\ndry_run = true\nban_base = 600\n")
     log = write(tmp_path, "mail.log", failures(24, "203.0.113.7", range(5)))

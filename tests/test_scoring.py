@@ -670,3 +670,20 @@ def test_forgive_keeps_the_smtp_attempts_already_counted():
     s.forgive(IP)
     assert feed(s, event(300, DISCONNECT, count=5)) == []
     assert s.explain(IP)["score"] == 0.0
+
+
+def test_a_split_prefix_scores_each_of_its_addresses_alone():
+    import ipaddress
+    s = scorer()
+    s.split_around([ipaddress.ip_network("2001:db8:1:2::25/128"), ipaddress.ip_network("198.51.100.7/32"),
+                    ipaddress.ip_network("2001:db8:9::/48")])        # only narrower than a source splits
+    offences = feed(s, *(event(i, ip="2001:db8:1:2::99") for i in range(5)),
+                    *(event(10 + i, ip="2001:db8:1:2::98") for i in range(4)),
+                    *(event(20 + i, ip="2001:db8:9::1") for i in range(5)))
+    assert [o.target for o in offences] == ["2001:db8:1:2::99", "2001:db8:9::/64"]
+    assert s.explain("2001:db8:1:2::98")["score"] == pytest.approx(4.0, abs=0.05)
+    assert s.explain("2001:db8:1:2::99")["target"] == "2001:db8:1:2::99"
+    # forgiving the prefix, or the address, reaches the addresses scored alone
+    s.forgive("2001:db8:1::/48")
+    assert s.explain("2001:db8:1:2::99")["score"] == s.explain("2001:db8:1:2::98")["score"] == 0.0
+    assert s.explain("2001:db8:9::1")["score"] > 4.5

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     # The filters' marks for lines that log one attempt twice; the shipped ones' if they carry none.
     scorer = Scorer(config.scoring, tallies(filters) or None)
     decider = Decider(config, state, own_addresses=() if args.no_host_addresses else host_addresses())
+    scorer.split_around(decider.protected)
     out = sys.stdout
     tally = _Tally()
     status = 0

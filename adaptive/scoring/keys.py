@@ -6,13 +6,21 @@ address in it), stored as the bitwise complement of that number, so the two fami
 (IPv4 keys are ≥ 0, IPv6 keys < 0). An int costs a third of the memory of the address's text and is
 made in C (`inet_aton`, `inet_pton`), which matters at a million tracked sources.
 
+A prefix that holds an address that is never banned (the host's own, an allowlisted one) is *split*:
+each of its addresses is a source of its own, keyed `~(address + 2^128)` (below every prefix key), so
+that an attacker sharing the host's /64 at a hosting provider is scored and banned by its /128
+instead of adding to a /64 that could never be banned.
+
 The scorer inlines `key` on its hot path; the rest is for offences, `forgive` and `explain`.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from socket import AF_INET6, inet_aton, inet_pton
+
+EXACT = 1 << 128    # an address of a split prefix: key ~(address + EXACT)
 
 
 class Keys:
@@ -28,17 +36,27 @@ class Keys:
             raise ValueError(f"IPv6 prefix length {ipv6_prefix} is not from 1 to 128")
         self.prefix = ipv6_prefix
         self.shift = 128 - ipv6_prefix
+        self.split: frozenset[int] = frozenset()   # prefix keys whose addresses are sources one by one
+
+    def split_around(self, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
+        """Split every source prefix that holds one of `networks` narrower than itself."""
+        self.split = frozenset(~(int(n.network_address) >> self.shift) for n in networks
+                               if n.version == 6 and n.prefixlen > self.prefix)
 
     def key(self, ip: str) -> int:
         """The key of a normalised address, as events carry it (no validation: see `parse`)."""
         if ":" in ip:
-            return ~(int.from_bytes(inet_pton(AF_INET6, ip), "big") >> self.shift)
+            x = int.from_bytes(inet_pton(AF_INET6, ip), "big")
+            k = ~(x >> self.shift)
+            return ~(x + EXACT) if k in self.split else k
         return int.from_bytes(inet_aton(ip), "big")
 
     def target(self, key: int) -> str:
-        """The text of a key: "203.0.113.7", or "2001:db8:1:2::/64"."""
+        """The text of a key: "203.0.113.7", "2001:db8:1:2::/64", or an address of a split prefix."""
         if key >= 0:
             return str(ipaddress.IPv4Address(key))
+        if key < -EXACT:
+            return str(ipaddress.IPv6Address(~key - EXACT))
         if self.shift == 0:
             return str(ipaddress.IPv6Address(~key))
         return f"{ipaddress.IPv6Address((~key) << self.shift)}/{self.prefix}"
@@ -60,4 +78,18 @@ class Keys:
             return int(net.network_address), int(net.broadcast_address)
         low = int(net.network_address) >> self.shift
         high = int(net.broadcast_address) >> self.shift
+        if net.prefixlen > self.prefix and ~low in self.split:
+            return ~(int(net.broadcast_address) + EXACT), ~(int(net.network_address) + EXACT)
         return ~high, ~low
+
+    def exact(self, text: str) -> tuple[int, int] | None:
+        """The keys of split prefixes' addresses that a prefix wider than a source covers, as an
+        inclusive range; None when it covers no split prefix (`parse` gives the rest)."""
+        net = ipaddress.ip_network(text.strip(), strict=False)
+        if net.version != 6 or net.prefixlen > self.prefix:
+            return None
+        low = int(net.network_address) >> self.shift
+        high = int(net.broadcast_address) >> self.shift
+        if not any(~high <= k <= ~low for k in self.split):
+            return None
+        return ~(int(net.broadcast_address) + EXACT), ~(int(net.network_address) + EXACT)

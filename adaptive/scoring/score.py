@@ -64,7 +64,7 @@ from socket import AF_INET6, inet_aton, inet_pton
 from adaptive.config import ScoringConfig
 from adaptive.events import Event, Kind
 from adaptive.scoring.bursts import Accounts, Burst, Distinct
-from adaptive.scoring.keys import Keys
+from adaptive.scoring.keys import EXACT, Keys
 from adaptive.scoring.offence import Offence
 from adaptive.scoring.table import NO_RULE, Table
 
@@ -124,6 +124,7 @@ class Scorer:
         self.accounts = Accounts(c.account_window, c.account_messages, c.account_recipients, c.burst_events)
         self.now = -math.inf            # the latest event time seen
         self._shift = self.keys.shift
+        self._split = self.keys.split
         self._index = self.table.index
         self._weight = {Kind(kind): weight for kind, weight in c.weights}
         self._forgivable = frozenset(Kind(k) for k in c.forgive_kinds)
@@ -162,6 +163,12 @@ class Scorer:
             return None
         return scorer
 
+    def split_around(self, networks: Iterable) -> None:
+        """Score each address of an IPv6 source prefix that holds one of `networks` (the addresses
+        that are never banned) on its own (see `keys`)."""
+        self.keys.split_around(networks)
+        self._split = self.keys.split
+
     def __len__(self) -> int:
         """Sources tracked (with a score); burst windows hold theirs apart, bounded by their own cap."""
         return len(self.table.index)
@@ -179,7 +186,10 @@ class Scorer:
             self.now = t
         ip = event.ip
         if ":" in ip:
-            key = ~(_from_bytes(inet_pton(AF_INET6, ip), "big") >> self._shift)
+            x = _from_bytes(inet_pton(AF_INET6, ip), "big")
+            key = ~(x >> self._shift)
+            if key in self._split:
+                key = ~(x + EXACT)
         else:
             key = _from_bytes(inet_aton(ip), "big")
         kind = event.kind
@@ -396,16 +406,17 @@ class Scorer:
         For an unban: the target starts afresh, but for the attempts already counted, whose late
         summaries must not count them again. ValueError for a target that is no address or prefix.
         """
-        low, high = self.keys.parse(target)
         table = self.table
-        if low == high:
-            if low in table.index:
-                table.forgive(low)
-        else:
-            for key in [k for k in table.index if low <= k <= high]:
-                table.forgive(key)
-        for window in (self.spam, self.harvest, self.dictionary, self.accounts):
-            window.forget(low, high)
+        exact = self.keys.exact(target)
+        for low, high in (self.keys.parse(target), *([exact] if exact else [])):
+            if low == high:
+                if low in table.index:
+                    table.forgive(low)
+            else:
+                for key in [k for k in table.index if low <= k <= high]:
+                    table.forgive(key)
+            for window in (self.spam, self.harvest, self.dictionary, self.accounts):
+                window.forget(low, high)
 
     def explain(self, address: str) -> dict | None:
         """What the scorer holds about an address (or its IPv6 prefix), decayed to the latest event
