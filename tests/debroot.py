@@ -29,9 +29,11 @@ import hashlib
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,6 +60,7 @@ mkdir "$scratch/upper" "$scratch/work" "$scratch/root"
 mount -t overlay -o "lowerdir=$root,upperdir=$scratch/upper,workdir=$scratch/work" adaptive-root "$scratch/root"
 new=$scratch/root
 mount -t proc proc "$new/proc"
+mount -t sysfs sysfs "$new/sys"
 mount --rbind /dev "$new/dev"
 mount -t tmpfs -o mode=1777 tmpfs "$new/tmp"
 mount -t tmpfs -o mode=0755 tmpfs "$new/run"
@@ -96,6 +99,11 @@ def missing(suite: str = "trixie") -> str:
     for tool in ("debootstrap", "unshare", "chroot"):
         if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
             return f"needs {tool} to build the {suite} root (setup.sh installs debootstrap)"
+    host = urllib.parse.urlsplit(MIRROR).hostname
+    try:
+        socket.create_connection((host, 80), timeout=10).close()
+    except OSError as e:
+        return f"cannot reach {host} to build the {suite} root: {e}"
     return ""
 
 

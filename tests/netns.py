@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parent.parent
-PYTHON = REPO / ".venv" / "bin" / "python"
+# The interpreter that runs adaptive and the workers: the checkout's venv, or another one named (the tests
+# of Debian 13's Python, run in its root, name its /usr/bin/python3).
+PYTHON = Path(os.environ.get("ADAPTIVE_TEST_PYTHON") or REPO / ".venv" / "bin" / "python")
 
 _WORKER = r"""
 import os, pickle, struct, sys, traceback

@@ -21,7 +21,10 @@ Each client is one block: 10.25.N.10 and 2001:db8:N::10, so no two clients share
 test's bans reach another's. Block 1 is the allowlisted client. Postfix runs from its own config, queue
 and data directories (`postfix -c`), chroot off, logging through postlogd to `log/postfix.log`; Dovecot
 from its own config with its own base_dir, state_dir and instance_name, logging to `log/dovecot.log`;
-both stop at `down`. Everything lives in one directory (a fresh one by default: so postscreen's cache
+both stop at `down`. `Scene(root=debroot.root("trixie"))` runs Debian 13's Postfix 3.10 and Dovecot 2.4
+instead, chrooted in that root in a mount namespace of their own that sees the scene's directory at its
+own path (Dovecot 2.4 gets a configuration in its new syntax); adaptive, the relay and the clients are
+the host's either way. Everything lives in one directory (a fresh one by default: so postscreen's cache
 starts empty), which must be reachable by the postfix, dovecot and nobody users.
 
 The functions after the class (`imap_login`, `smtp_login`, `smtp_send`, `probe`, `flood`, ...) are run
@@ -36,6 +39,7 @@ import imaplib
 import ipaddress
 import json
 import os
+import pwd
 import select
 import shutil
 import signal
@@ -54,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import debroot  # noqa: E402
 from netns import PYTHON, REPO, Namespace, Namespaces, wait_for  # noqa: E402
 
 SHIPPED = REPO / "conf" / "adaptive.toml"
@@ -117,8 +122,11 @@ class Scene:
     directory outlives `down` (its logs are the record of what happened): removing it is the caller's.
     """
 
-    def __init__(self, directory: Path | None = None, adaptive_config: str = "", prefix: str = "ade"):
+    def __init__(self, directory: Path | None = None, adaptive_config: str = "", prefix: str = "ade",
+                 root: Path | None = None):
         self.dir = Path(directory).resolve() if directory else Path(tempfile.mkdtemp(prefix=f"{prefix}-scene-"))
+        # Another Debian's Postfix and Dovecot (`debroot.root("trixie")`), run chrooted in it; None: the host's.
+        self.root = Path(root) if root else None
         self.extra = adaptive_config
         self.prefix = prefix
         self.nets: Namespaces | None = None
@@ -165,9 +173,12 @@ class Scene:
     def up(self) -> None:
         """Namespaces, addresses, certificate, Dovecot, Postfix, the relay, then adaptive. On any
         failure, what was started is stopped again and SceneError says why."""
-        for tool in ("ip", "nft", "postfix", "dovecot", "openssl"):
+        for tool in ("ip", "nft", "openssl", *(("unshare", "chroot") if self.root else ("postfix", "dovecot"))):
             if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
                 raise SceneError(f"{tool} is not installed")
+        for tool in ("postfix", "dovecot") if self.root else ():
+            if not (self.root / "usr" / "sbin" / tool).exists():
+                raise SceneError(f"{tool} is not installed in {self.root}")
         try:
             self._network()
             self._files()
@@ -208,7 +219,7 @@ class Scene:
         if closed:
             raise SceneError(f"{closed[0]} is closed to other users (mode {closed[0].stat().st_mode & 0o777:o}): "
                              f"Postfix and Dovecot could not reach {d}")
-        shutil.chown(d / "postfix" / "data", "postfix", "postfix")
+        os.chown(d / "postfix" / "data", *self.user("postfix"))
         for sub in ("vmail", "mail"):
             os.chown(d / sub, 65534, 65534)
         _run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
@@ -216,9 +227,34 @@ class Scene:
              "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"))
         os.chmod(d / "key.pem", 0o600)
 
+    # --- the servers' release ---
+
+    def server(self, command: list[str]) -> list[str]:
+        """A Postfix or Dovecot command line: as it is for the host's servers; for a root's, chrooted in
+        it (a mount namespace of its own, the scene's directory bound at its own path, so the logs land
+        where the host's adaptive follows them)."""
+        if self.root is None:
+            return command
+        return debroot.chroot_command(self.root, command, [self.dir])
+
+    def user(self, name: str) -> tuple[int, int]:
+        """A server user's uid and gid where the servers run: the root's /etc/passwd, not the host's."""
+        if self.root is not None:
+            return debroot.users(self.root)[name]
+        entry = pwd.getpwnam(name)
+        return entry.pw_uid, entry.pw_gid
+
+    @property
+    def dovecot24(self) -> bool:
+        """Whether the servers' Dovecot is 2.4 (Debian 13), whose configuration has another syntax."""
+        version = debroot.version(self.root or Path("/"), "dovecot-core")
+        return version.split(":")[-1].startswith("2.4")
+
     # --- Dovecot ---
 
     def dovecot_conf(self, auth_verbose: bool = True) -> str:
+        if self.dovecot24:
+            return self.dovecot24_conf(auth_verbose)
         d = self.dir
         return f"""# The scene's Dovecot: its own base, state and instance name; nothing of /etc/dovecot.
 instance_name = {self.prefix}-scene-{d.name}
@@ -254,12 +290,59 @@ service auth {{
 }}
 """
 
+    def dovecot24_conf(self, auth_verbose: bool = True) -> str:
+        """The same for Dovecot 2.4 and its new syntax: versioned, cleartext and TLS settings renamed,
+        mail_driver and mail_path for mail_location, drivers named by their section, %{...} variables."""
+        d = self.dir
+        return f"""# The scene's Dovecot 2.4: its own base, state and instance name; nothing of /etc/dovecot.
+dovecot_config_version = 2.4.0
+dovecot_storage_version = 2.4.0
+instance_name = {self.prefix}-scene-{d.name}
+base_dir = {d}/dovecot/run
+state_dir = {d}/dovecot/state
+protocols = imap pop3
+listen = {MAIL4}, {MAIL6}
+log_path = {d}/log/dovecot.log
+info_log_path = {d}/log/dovecot.log
+auth_verbose = {"yes" if auth_verbose else "no"}
+auth_mechanisms = plain login
+auth_allow_cleartext = yes
+login_trusted_networks =
+ssl = yes
+ssl_server_cert_file = {d}/cert.pem
+ssl_server_key_file = {d}/key.pem
+mail_driver = maildir
+mail_home = {d}/mail/%{{user|username}}
+mail_path = ~/Maildir
+first_valid_uid = 1000
+passdb passwd-file {{
+  passwd_file_path = {d}/dovecot/users
+  auth_username_format = %{{user|username}}
+}}
+userdb static {{
+  fields {{
+    uid = 65534
+    gid = 65534
+    home = {d}/mail/%{{user|username}}
+  }}
+}}
+service auth {{
+  # 2.4: a listener of no type is no auth-client one, and Postfix's requests went unanswered.
+  unix_listener auth-postfix {{
+    type = auth
+    mode = 0660
+    user = postfix
+    group = postfix
+  }}
+}}
+"""
+
     def _dovecot(self, auth_verbose: bool = True) -> None:
         d = self.dir
         (d / "dovecot" / "users").write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in USERS.items()))
         (d / "dovecot" / "dovecot.conf").write_text(self.dovecot_conf(auth_verbose))
         started = _read(self.dovecot_log).count("starting up")
-        self._start("dovecot", self.mail, ["dovecot", "-F", "-c", str(d / "dovecot" / "dovecot.conf")])
+        self._start("dovecot", self.mail, self.server(["dovecot", "-F", "-c", str(d / "dovecot" / "dovecot.conf")]))
         self._wait("dovecot", lambda: _read(self.dovecot_log).count("starting up") > started
                    and (d / "dovecot" / "run" / "auth-postfix").exists(), self.dovecot_log)
 
@@ -352,7 +435,7 @@ scache     unix  -  -  n  -  1  scache
         etc = self.dir / "postfix" / "etc"
         (etc / "main.cf").write_text(self.main_cf())
         (etc / "master.cf").write_text(self.MASTER_CF)
-        done = self.mail.exec("postfix", "-c", str(etc), "start", check=False)
+        done = self.mail.exec(*self.server(["postfix", "-c", str(etc), "start"]), check=False)
         pid_file = self.dir / "postfix" / "spool" / "pid" / "master.pid"
         if done.returncode != 0:
             raise SceneError(f"postfix start: exit {done.returncode}: {done.stderr.strip()}\n"
@@ -433,6 +516,7 @@ account_messages = {ACCOUNT_MESSAGES}
     def _save(self) -> None:
         state = {"dir": str(self.dir), "namespaces": [n.name for n in self.nets.namespaces],
                  "pids": self.pids, "postfix_config": str(self.dir / "postfix" / "etc"),
+                 "root": str(self.root) if self.root else None,
                  "socket": str(self.socket), "metrics": METRICS, "mail": [MAIL4, MAIL6],
                  "clients": f"10.25.N.10 and 2001:db8:N::10 (N in hex), N = 1 to {POOL}, in {self.cli.name}",
                  "allowlisted": [ALLOWLISTED.v4, ALLOWLISTED.v6], "relay": RELAY4, "elsewhere": ELSEWHERE4,
@@ -449,7 +533,7 @@ account_messages = {ACCOUNT_MESSAGES}
             if proc is not None:
                 _stop(proc.pid, proc)
         if self.mail is not None and (self.dir / "postfix" / "spool" / "pid" / "master.pid").exists():
-            self.mail.exec("postfix", "-c", str(self.dir / "postfix" / "etc"), "stop", check=False)
+            self.mail.exec(*self.server(["postfix", "-c", str(self.dir / "postfix" / "etc"), "stop"]), check=False)
         if self.nets is not None:
             for ns in self.nets.namespaces:
                 _kill_namespace(ns.name)
@@ -593,7 +677,10 @@ def down(directory: Path) -> None:
             _stop(pid)
     mail = next((n for n in state["namespaces"] if n.endswith("-mail")), None)
     if mail is not None:
-        subprocess.run(["ip", "netns", "exec", mail, "postfix", "-c", state["postfix_config"], "stop"],
+        stop = ["postfix", "-c", state["postfix_config"], "stop"]
+        if state.get("root"):
+            stop = debroot.chroot_command(Path(state["root"]), stop, [directory])
+        subprocess.run(["ip", "netns", "exec", mail, *stop],
                        capture_output=True, text=True)
     for name in state["namespaces"]:
         _kill_namespace(name)
@@ -876,6 +963,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("up", help="bring the scene up and leave it running; prints its scene.json")
     p.add_argument("--dir", type=Path, help="the scene's directory (default: a new one under /tmp)")
+    p.add_argument("--root", metavar="SUITE", choices=sorted(debroot.PACKAGES),
+                   help="run another Debian's Postfix and Dovecot, from debroot's cached root (built if missing)")
     p = sub.add_parser("down", help="tear down the scene `up` left in DIR")
     p.add_argument("dir", type=Path)
     p = sub.add_parser("relay", help=argparse.SUPPRESS)
@@ -891,7 +980,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("scene.py: needs root (network namespaces, Postfix, Dovecot)", file=sys.stderr)
         return 1
-    scene = Scene(args.dir)
+    try:
+        scene = Scene(args.dir, root=debroot.root(args.root) if args.root else None)
+    except debroot.RootError as e:
+        print(f"scene.py: {e}", file=sys.stderr)
+        return 1
     try:
         scene.up()
     except SceneError as e:
