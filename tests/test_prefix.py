@@ -55,6 +55,12 @@ REF = local(2026, 11, 24, 12, 0, 0)
      "dovecot", "imap-login", None, "Info", "Aborted login (auth failed, 1 attempts): rip=192.0.2.1"),
     ("@400000004c91b044077a9e94 dovecot-auth: pam_unix(dovecot:auth): authentication failure;",
      "dovecot-auth", "dovecot-auth", None, None, "pam_unix(dovecot:auth): authentication failure;"),
+    # multilog before a line with its own time (Dovecot's log_path to stderr, Postfix's maillog_file)
+    ("@400000006779f6af075bcd15 Jan 05 03:04:05 imap-login: Info: x", "dovecot", "imap-login", None, "Info", "x"),
+    ("@400000006779f6af075bcd15 Jan 05 03:04:05 mx1 postfix/smtpd[123]: x", "postfix", "smtpd", "mx1", None, "x"),
+    # Dovecot 2.4: the request's prefix, a worker's request number
+    ("Dec 03 17:01:44 auth-worker(bob,203.0.113.67)<23456><4m/Yj2b8Zq7AqKgB>: request [3]: Info: pam: x",
+     "dovecot", "auth-worker", None, "Info", "pam: x"),
     # PAM inside Dovecot's auth process, through syslog: its program name as the tag
     ("Apr 19 05:22:20 vm5 auth: pam_unix(dovecot:auth): authentication failure;",
      "auth", "auth", "vm5", None, "pam_unix(dovecot:auth): authentication failure;"),

@@ -63,7 +63,7 @@ _BAD_START = re.compile(rb"\n(?!" + LINE_START.pattern + rb")")
 
 # The parts of a line before the message, per family, as bytes patterns. They accept what
 # `adaptive.filters.prefix.HEAD` accepts: that pattern stays the reference for what a prefix is.
-_TIME = (rb"(?P<_ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
+_TIME = (rb"(?:@4[0-9a-f]{23} +)?(?P<_ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
          rb"(?:\.\d{1,9})?"
          rb"|\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:?[0-5]\d)?"
          rb"|@4[0-9a-f]{23}) +")
@@ -75,8 +75,9 @@ _GROUP = re.compile(rb"(?<!\\)\(\?(P?<|P=)([A-Za-z_]\w*)([>)])")
 def _head(family: str, services: frozenset[str]) -> bytes:
     names = b"(?:" + b"|".join(re.escape(s.encode()) for s in sorted(services)) + b")"
     if family == "dovecot":
+        # The process's prefix is left to the rule when the rule reads it (2.4's `auth(user,ip,...)`).
         return (rb"(?:" + _WORD + rb"+ (?:dovecot(?:\[\d+\])?: (?:dovecot: )?)?)?" + names
-                + rb"(?:\([^()\n]*\))?(?:<[^<>\n]*>)*: (?:" + _LEVEL + rb": )?")
+                + rb"(?:(?:\([^()\n]*\))?(?:<[^<>\n]*>)*(?:: request \[\d+\])?: (?:" + _LEVEL + rb": )?)?")
     tag = rb"postfix[^\s\[\]:/]*" if family == "postfix" else re.escape(family.encode())
     return _WORD + rb"+ " + tag + rb"/(?:[^\s\[\]:/]+/)*" + names + rb"(?:\[\d+\])?: "
 

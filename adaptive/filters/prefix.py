@@ -6,7 +6,8 @@ Formats recognised, in one pattern so a file may mix them:
 - RFC 3339 syslog: `2026-11-24T10:00:01.123456+01:00 mx postfix/smtpd[123]: msg`;
 - Dovecot's own `log_path`: `Nov 24 10:00:01 imap-login: Info: msg` (no host, a level word);
 - daemontools' multilog: `@4000000052a4b0440c3b1f94 imap-login: Info: msg`, a TAI64N label before
-  the program's own line (no host; `dovecot-auth: msg` for what PAM wrote inside Dovecot 1.x's auth).
+  the program's own line (no host; `dovecot-auth: msg` for what PAM wrote inside Dovecot 1.x's auth),
+  or before a line that has its own time (Dovecot's log_timestamp, Postfix's maillog_file), which wins.
 
 Dovecot lines that came through syslog (`mx dovecot: auth-worker(42): Error: msg`) are split to the
 same shape as its own log's, so filters see `service="auth-worker"` and the message `msg` either way.
@@ -28,12 +29,12 @@ from typing import NamedTuple
 MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 
 _TIME = (
-    rb"(?P<ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
+    rb"(?:@4[0-9a-f]{23} +)?(?P<ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
     rb"(?:\.\d{1,9})?"
     rb"|\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:?[0-5]\d)?"
     rb"|(?P<tai>@4[0-9a-f]{23}))"
 )
-_DOVECOT_PROC = rb"[a-z][a-z0-9-]*(?:\([^()\n]*\))?(?:<[^<>\n]*>)*"
+_DOVECOT_PROC = rb"[a-z][a-z0-9-]*(?:\([^()\n]*\))?(?:<[^<>\n]*>)*(?:: request \[\d+\])?"
 _LEVEL = rb"Info|Warning|Error|Fatal|Panic|Debug"
 
 HEAD = re.compile(
@@ -53,7 +54,7 @@ LINE_START = re.compile(
 )
 _CLASSIC = re.compile(
     r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([ 0-3]?\d) ([0-2]\d:[0-5]\d:[0-6]\d)(\.\d{1,9})?")
-_PROC_BASE = re.compile(rb"[(<]")
+_PROC_BASE = re.compile(rb"[(<:]")
 
 
 class LogLine(NamedTuple):
