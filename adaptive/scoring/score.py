@@ -78,6 +78,7 @@ SHIPPED_TALLIES: dict[str, str] = {
     "dovecot/auth-pam-failure": "auth",
     "dovecot/auth-username-disallowed": "auth",
     "dovecot/auth-invalid-credentials": "auth",
+    "dovecot/auth-checkpassword-failed": "auth",
     "dovecot/auth24-password-mismatch": "auth",
     "dovecot/auth24-unknown-user": "auth",
     "dovecot/auth24-pam-failure": "auth",
