@@ -257,15 +257,7 @@ class Scene:
             return self.dovecot24_conf(auth_verbose)
         d = self.dir
         return f"""# The scene's Dovecot: its own base, state and instance name; nothing of /etc/dovecot.
-instance_name = {self.prefix}-scene-{d.name}
-base_dir = {d}/dovecot/run
-state_dir = {d}/dovecot/state
-protocols = imap pop3
-listen = {MAIL4}, {MAIL6}
-log_path = {d}/log/dovecot.log
-info_log_path = {d}/log/dovecot.log
-auth_verbose = {"yes" if auth_verbose else "no"}
-auth_mechanisms = plain login
+{self._dovecot_common(auth_verbose)}
 disable_plaintext_auth = no
 login_trusted_networks =
 ssl = yes
@@ -290,14 +282,10 @@ service auth {{
 }}
 """
 
-    def dovecot24_conf(self, auth_verbose: bool = True) -> str:
-        """The same for Dovecot 2.4 and its new syntax: versioned, cleartext and TLS settings renamed,
-        mail_driver and mail_path for mail_location, drivers named by their section, %{...} variables."""
+    def _dovecot_common(self, auth_verbose: bool) -> str:
+        """The settings both Dovecot syntaxes share."""
         d = self.dir
-        return f"""# The scene's Dovecot 2.4: its own base, state and instance name; nothing of /etc/dovecot.
-dovecot_config_version = 2.4.0
-dovecot_storage_version = 2.4.0
-instance_name = {self.prefix}-scene-{d.name}
+        return f"""instance_name = {self.prefix}-scene-{d.name}
 base_dir = {d}/dovecot/run
 state_dir = {d}/dovecot/state
 protocols = imap pop3
@@ -305,7 +293,16 @@ listen = {MAIL4}, {MAIL6}
 log_path = {d}/log/dovecot.log
 info_log_path = {d}/log/dovecot.log
 auth_verbose = {"yes" if auth_verbose else "no"}
-auth_mechanisms = plain login
+auth_mechanisms = plain login"""
+
+    def dovecot24_conf(self, auth_verbose: bool = True) -> str:
+        """The same for Dovecot 2.4 and its new syntax: versioned, cleartext and TLS settings renamed,
+        mail_driver and mail_path for mail_location, drivers named by their section, %{...} variables."""
+        d = self.dir
+        return f"""# The scene's Dovecot 2.4: its own base, state and instance name; nothing of /etc/dovecot.
+dovecot_config_version = 2.4.0
+dovecot_storage_version = 2.4.0
+{self._dovecot_common(auth_verbose)}
 auth_allow_cleartext = yes
 login_trusted_networks =
 ssl = yes
