@@ -687,3 +687,12 @@ def test_a_split_prefix_scores_each_of_its_addresses_alone():
     s.forgive("2001:db8:1::/48")
     assert s.explain("2001:db8:1:2::99")["score"] == s.explain("2001:db8:1:2::98")["score"] == 0.0
     assert s.explain("2001:db8:9::1")["score"] > 4.5
+
+
+def test_a_snapshot_of_another_scorer_version_is_not_restored():
+    """A scorer pickled before its table gained columns would fail on its first tally."""
+    s = scorer()
+    feed(s, event(0))
+    assert Scorer.restore(s.snapshot(), s.config) is not None
+    s.version = 1
+    assert Scorer.restore(s.snapshot(), s.config) is None

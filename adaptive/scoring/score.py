@@ -97,6 +97,9 @@ _SCORE, _SLOW = 1, 2            # offended flags
 _NEGLIGIBLE = 64                # a score under threshold/64 is worth nothing (see `table`)
 _LN2 = math.log(2)
 _MAX_TALLY = 255
+# What a snapshot's scorer must carry to be restored: bumped when the scorer or its table gain state
+# (2: the `echo` and `sasl_seen` tallies, split IPv6 prefixes).
+SNAPSHOT_VERSION = 2
 _MAX_ECHO = 127
 _from_bytes = int.from_bytes
 
@@ -121,6 +124,7 @@ class Scorer:
 
     def __init__(self, config: ScoringConfig, tallies: Mapping[str, str] | None = None):
         c = self.config = config
+        self.version = SNAPSHOT_VERSION
         self.keys = Keys(c.ipv6_prefix)
         self.table = Table(c.max_sources)
         self.spam = Burst(c.spam_window, c.spam_limit, c.burst_events)
@@ -163,8 +167,8 @@ class Scorer:
             scorer = pickle.loads(zlib.decompress(snapshot))
         except Exception:
             return None
-        if not isinstance(scorer, cls) or scorer.config != config \
-                or scorer._marks != cls(config, tallies)._marks:
+        if not isinstance(scorer, cls) or getattr(scorer, "version", 1) != SNAPSHOT_VERSION \
+                or scorer.config != config or scorer._marks != cls(config, tallies)._marks:
             return None
         return scorer
 
