@@ -20,9 +20,10 @@ import pwd
 import re
 import tomllib
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from adaptive.addresses import parse_network
 from adaptive.durations import LONGEST
@@ -91,7 +92,8 @@ def _allowlist(value: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6
     for net in nets:
         if net.prefixlen < _WIDEST_ALLOWED[net.version]:
             raise ValueError(f"{str(net)!r} would exempt too much of the Internet from every ban: "
-                             f"allowlist prefixes are at most /{_WIDEST_ALLOWED[net.version]} wide for IPv{net.version}")
+                             f"allowlist prefixes are at most /{_WIDEST_ALLOWED[net.version]} wide "
+                             f"for IPv{net.version}")
     return nets
 
 

@@ -42,7 +42,14 @@ from adaptive.filters.engine import Engine
 from adaptive.filters.prefix import YearGuess
 from adaptive.filters.rules import Filter, FilterError, load_directory
 from adaptive.metrics import (
-    CENSUS_TIMEOUT, Cached, Census, Exporter, KernelFigures, Metrics, NullMetrics, Snapshot,
+    CENSUS_TIMEOUT,
+    Cached,
+    Census,
+    Exporter,
+    KernelFigures,
+    Metrics,
+    NullMetrics,
+    Snapshot,
 )
 from adaptive.nftables.backend import Backend
 from adaptive.nftables.bans import BAN_SET, Ban
@@ -179,8 +186,9 @@ class Daemon:
 
     def start(self) -> None:
         """Apply the ruleset with every live ban of the state restored (those the table kept stay), adopt
-        the table's bans into a state that was lost, and open the control socket. NftablesError if the kernel refuses the ruleset, MetricsError if the
-        metrics cannot be served (checked first: nothing has changed then)."""
+        the table's bans into a state that was lost, and open the control socket. NftablesError if the
+        kernel refuses the ruleset, MetricsError if the metrics cannot be served (checked first: nothing
+        has changed then)."""
         if self.config.metrics.listen:
             self.metrics.serve(self.config.metrics.listen)
         now = self.clock()

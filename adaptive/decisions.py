@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from bisect import bisect_right
 import time
+from bisect import bisect_right
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field

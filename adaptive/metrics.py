@@ -23,19 +23,23 @@ import os
 import socket
 import threading
 import time
-from http.server import ThreadingHTTPServer
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import (
-    CollectorRegistry, Histogram, Info, ProcessCollector, disable_created_metrics,
+    CollectorRegistry,
+    Histogram,
+    Info,
+    ProcessCollector,
+    disable_created_metrics,
 )
 from prometheus_client import Counter as CounterMetric
-from prometheus_client.exposition import MetricsHandler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import MetricsHandler
 from prometheus_client.registry import Collector
 
 from adaptive import __version__

@@ -2,8 +2,9 @@
 
 The position of each source in its log, the bans (one row per address or prefix, live or lapsed) and
 the history of every ban, which is what a repeat offender's longer ban is counted from. The daemon is
-the one writer; readers (the CLI) may open it alongside, which is what WAL mode is for. A database that is not one, or fails its check, is moved aside and replaced by a fresh one:
-forgetting positions and bans is better than not starting, and the old file is kept for a post-mortem.
+the one writer; readers (the CLI) may open it alongside, which is what WAL mode is for. A database
+that is not one, or fails its check, is moved aside and replaced by a fresh one: forgetting positions
+and bans is better than not starting, and the old file is kept for a post-mortem.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def run(script: str, *args: str) -> dict:
 
 
 def machine() -> str:
-    from parse import machine as described   # bench/ is on the path: this script runs from it
+    from parse import machine as described  # bench/ is on the path: this script runs from it
     m = described()
     return f"{m['cpu']}, {m['cores']} cores, {m['python']}"
 

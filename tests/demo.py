@@ -26,9 +26,25 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scene import (DOMAIN, MAIL4, MAIL6, METRICS, RATE, USERS, Scene,   # noqa: E402
-                   SceneError, end_flood, flood, imap_login, probe, server_for, smtp_login, smtp_send,
-                   target, together)
+from scene import (  # noqa: E402
+    DOMAIN,
+    MAIL4,
+    MAIL6,
+    METRICS,
+    RATE,
+    USERS,
+    Scene,
+    SceneError,
+    end_flood,
+    flood,
+    imap_login,
+    probe,
+    server_for,
+    smtp_login,
+    smtp_send,
+    target,
+    together,
+)
 
 BAN_DEADLINE = 40          # seconds from the start of the attacks for each ban to land
 METRICS_SHOWN = ("adaptive_events_total", "adaptive_decisions_total",

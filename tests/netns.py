@@ -19,16 +19,17 @@ import json
 import os
 import pickle
 import secrets
-import shutil
 import select
+import shutil
 import socket
 import struct
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 # The interpreter that runs adaptive and the workers: the checkout's venv, or another one named (the tests
@@ -253,7 +254,7 @@ def connect(source: str, destination: str, port: int, timeout: float = 0.5, hold
     try:
         sock.bind((source, 0))
         sock.connect((destination, port))
-    except socket.timeout:
+    except TimeoutError:
         sock.close()
         return "timeout"
     except OSError as e:

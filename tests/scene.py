@@ -660,7 +660,7 @@ def _kill_namespace(name: str) -> None:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        if not pids or wait_for(lambda: not any(_alive(p) for p in pids), 5):
+        if not pids or wait_for(lambda pids=pids: not any(_alive(p) for p in pids), 5):
             return
 
 
@@ -994,5 +994,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import scene as _self   # the module under its own name, so the workers can unpickle its functions
+    import scene as _self  # the module under its own name, so the workers can unpickle its functions
     sys.exit(_self.main())

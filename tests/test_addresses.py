@@ -5,10 +5,9 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from adaptive.addresses import Target, parse_network, read, text
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from adaptive.addresses import Target, parse_network, read, text
 
 
 @settings(max_examples=500, deadline=None)

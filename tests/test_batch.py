@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
-
 from adaptive.config import SHIPPED_FILTERS
 from adaptive.filters import batch
 from adaptive.filters.engine import Engine
@@ -66,5 +66,5 @@ def test_cuts_fall_on_line_ends(tmp_path):
     ranges = batch.cuts(path, 4)
     data = path.read_bytes()
     assert ranges[0][0] == 0 and ranges[-1][1] == len(data)
-    for (a, b), (c, _) in zip(ranges, ranges[1:]):
+    for (_, b), (c, _) in pairwise(ranges):
         assert b == c and data[b - 1:b] == b"\n"

@@ -61,7 +61,8 @@ def test_fail2ban_half(run):
     restore = f2b["restore"]
     assert "error" not in restore, restore
     assert restore["bans"] == F2B_RESTORE and restore["reached"] == [F2B_RESTORE] and restore["seconds"] > 0
-    assert re.search(rf"^restore +fail2ban: {F2B_RESTORE} bans back in the set [\d.]+ s after the start", out, re.M), out
+    assert re.search(rf"^restore +fail2ban: {F2B_RESTORE} bans back in the set [\d.]+ s after the start",
+                     out, re.M), out
     repair = f2b["repair"]
     assert "error" not in repair and repair["bans"] == REPAIR + 1 and 0 <= repair["reached"] <= REPAIR + 1, repair
     assert re.search(r"^repair +fail2ban: ", out, re.M), out

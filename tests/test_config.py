@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from adaptive import config
 from adaptive.config import ConfigError
 

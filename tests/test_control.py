@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
-
 from adaptive import config
 from adaptive.control.client import Client, Unreachable
 from adaptive.control.socket import ControlError, ControlServer, ControlSocketError
 from adaptive.control.targets import allowlisted, canonical, exact, is_loopback, read_lines, write
 from adaptive.nftables.bans import parse_network
+from hypothesis import given
+from hypothesis import strategies as st
+
 from netns import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,7 +247,7 @@ GARBAGE = [
 def test_garbage_gets_an_error_reply_and_the_connection_and_server_carry_on(server, handler):
     data = b"".join(line for line, _ in GARBAGE) + b"\n   \n" + b'{"op": "status"}\n'
     replies = exchange(server.path, data, replies=len(GARBAGE) + 1)
-    for (line, expected), reply in zip(GARBAGE, replies):
+    for (line, expected), reply in zip(GARBAGE, replies, strict=True):
         assert reply["ok"] is False and reply["code"] == "usage", (line, reply)
         assert expected in reply["error"], (line, reply)
     assert replies[-1]["ok"] is True         # blank lines are skipped, the next request answered

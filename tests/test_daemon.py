@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from adaptive import config
 from adaptive.daemon import Daemon, _Handler
+
 from configs import write_local
 from disk import missing as disk_missing
 from disk import small_disk
@@ -346,7 +346,7 @@ def test_ten_kill_9_during_an_attack_ban_what_a_clean_replay_bans(scene):
     for n, part in enumerate(parts):
         append(scene.log, "".join(part))
         read += len(part)
-        assert wait_for(lambda: _lines_committed(scene) >= read, timeout=10), scene.err()[-2000:]
+        assert wait_for(lambda read=read: _lines_committed(scene) >= read, timeout=10), scene.err()[-2000:]
         if n < len(parts) - 1:
             assert scene.stop(signal.SIGKILL) == -signal.SIGKILL
             scene.start()
@@ -565,7 +565,7 @@ def test_a_flushed_or_replaced_table_is_repaired_within_2_s_with_every_ban(scene
         scene.srv.exec("nft", "-f", str(script))
         broken = time.monotonic()
         # Repaired (the flushed chain's sets still hold the bans) and the bans in their sets.
-        assert wait_for(lambda: scene.err().count("repaired: 2 ban(s) back") >= n and _kernel_holds(
+        assert wait_for(lambda n=n: scene.err().count("repaired: 2 ban(s) back") >= n and _kernel_holds(
             scene, "192.0.2.4") and _kernel_holds(scene, "fd00::3"), timeout=5, interval=0.02), \
             (what, scene.err()[-2000:])
         took = time.monotonic() - broken
@@ -622,7 +622,7 @@ def test_100000_live_bans_are_repaired_in_one_transaction(scene):
     took = []
     for n in (1, 2):
         scene.srv.exec("nft", "flush ruleset")
-        assert wait_for(lambda: scene.err().count("repaired: 100000 ban(s) back") == n, timeout=10), \
+        assert wait_for(lambda n=n: scene.err().count("repaired: 100000 ban(s) back") == n, timeout=10), \
             scene.err()[-2000:]
         took.append(float(scene.err().split("repaired: 100000 ban(s) back in ")[n].split(" s")[0]))
         assert len(kernel_bans(scene)) == 100_000

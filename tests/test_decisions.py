@@ -6,16 +6,14 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from adaptive import config
-from adaptive.config import BanProfile
 from adaptive.addresses import text
-from adaptive.decisions import (Decider, Decision, Outcome, Refused, format_duration, host_addresses,
-                                parse_target)
+from adaptive.config import BanProfile
+from adaptive.decisions import Decider, Decision, Outcome, Refused, format_duration, host_addresses, parse_target
 from adaptive.scoring.offence import Offence
 from adaptive.state import State
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 T0 = 1_800_000_000.0
 RULES = {"postfix/sasl-auth-failed": 5}
@@ -158,7 +156,8 @@ def test_ipv4_mapped_allowlist_and_own_entries_protect_the_ipv4_address():
     # `::ffff:192.0.2.5` in the allowlist (or own_addresses) stayed an IPv6 network and protected nothing.
     d = decider(allowlist=["::ffff:192.0.2.5", "::ffff:198.51.100.0/120"], own_addresses=["::ffff:203.0.113.25"])
     for target, protected in (("192.0.2.5", "allowlist 192.0.2.5"), ("198.51.100.9", "allowlist 198.51.100.0/24"),
-                              ("::ffff:192.0.2.5", "allowlist 192.0.2.5"), ("203.0.113.25", "own address 203.0.113.25")):
+                              ("::ffff:192.0.2.5", "allowlist 192.0.2.5"),
+                              ("203.0.113.25", "own address 203.0.113.25")):
         decision = only(d.decide(offence(T0, target)))
         assert (decision.outcome, decision.protected) == ("suppressed", protected), target
 

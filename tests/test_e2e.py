@@ -31,8 +31,26 @@ import pytest
 
 import debroot
 from netns import connect, missing, wait_for
-from scene import (ACCOUNT_MESSAGES, ALLOWLISTED, DOMAIN, ELSEWHERE4, MAIL4, RATE, RELAY4, SPAM_LIMIT, USERS,
-                   Scene, end_flood, flood, imap_login, server_for, smtp_login, smtp_send, target, together)
+from scene import (
+    ACCOUNT_MESSAGES,
+    ALLOWLISTED,
+    DOMAIN,
+    ELSEWHERE4,
+    MAIL4,
+    RATE,
+    RELAY4,
+    SPAM_LIMIT,
+    USERS,
+    Scene,
+    end_flood,
+    flood,
+    imap_login,
+    server_for,
+    smtp_login,
+    smtp_send,
+    target,
+    together,
+)
 
 _missing = missing("postfix", "dovecot", "openssl")
 if _missing:

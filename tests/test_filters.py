@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from adaptive.events import Event, Kind
 from adaptive.filters.engine import Engine, _trie
 from adaptive.filters.prefix import YearGuess, parse
 from adaptive.filters.rules import Filter, FilterError, Sample, load_directory, load_file
+from hypothesis import given
+from hypothesis import strategies as st
 
 FILTER_DIR = Path(__file__).resolve().parent.parent / "filters"
 FILTERS = {f.name: f for f in load_directory(FILTER_DIR)}

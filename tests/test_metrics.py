@@ -7,8 +7,6 @@ real kernel). The census is taken directly (`Census.take`), as the daemon's loop
 
 from __future__ import annotations
 
-import time
-
 import json
 import os
 import re
@@ -16,13 +14,12 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
-
 from adaptive import __version__, config
 from adaptive.addresses import read
 from adaptive.daemon import Daemon, _Handler
@@ -30,6 +27,8 @@ from adaptive.metrics import OUTCOMES, Cached, Census, Exporter, KernelFigures, 
 from adaptive.nftables.bans import Ban
 from adaptive.nftables.executor import NftablesError
 from adaptive.state import StateError
+from prometheus_client import CollectorRegistry, generate_latest
+
 from configs import write_local
 from netns import PYTHON, Namespaces, serve, wait_for
 

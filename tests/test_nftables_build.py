@@ -10,13 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from adaptive import config as config_module
+from adaptive.addresses import read
 from adaptive.nftables.backend import Backend
 from adaptive.nftables.bans import Ban, Counter, parse_network, read_bans, read_counters
-from adaptive.addresses import read
 from adaptive.nftables.ruleset import (
-    Layout, build_ban, build_ban_targets, build_ruleset, build_unban, render_text,
+    Layout,
+    build_ban,
+    build_ban_targets,
+    build_ruleset,
+    build_unban,
+    render_text,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -468,6 +472,7 @@ def test_the_executor_holds_signals_back_while_libnftables_waits_for_the_kernel(
     # A signal on the calling thread during the call failed it with EINTR, though the kernel may have
     # done it: the signals from outside are blocked for the call, and the mask is as it was after.
     import signal as signals
+
     from adaptive.nftables.executor import Executor
 
     class Nft:

@@ -9,7 +9,6 @@ import tempfile
 import uuid
 
 import pytest
-
 from adaptive.notify import JournalFormatter, Watchdog, notify, to_journal, watchdog_interval
 
 

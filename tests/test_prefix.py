@@ -6,7 +6,6 @@ import time
 from datetime import datetime
 
 import pytest
-
 from adaptive.filters.prefix import YearGuess, parse
 
 

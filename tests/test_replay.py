@@ -94,7 +94,8 @@ def test_ipv6_sources_are_banned_as_their_64(tmp_path):
 def test_allowlisted_and_own_sources_are_suppressed(tmp_path):
     local = write(tmp_path, "local.toml", '[allowlist]\naddresses = ["198.51.100.0/24"]\n'
                                           '[decisions]\nown_addresses = ["192.0.2.25"]\n')
-    log = write(tmp_path, "mail.log", failures(24, "198.51.100.9", range(5)) + failures(24, "192.0.2.25", range(10, 15)))
+    log = write(tmp_path, "mail.log",
+                failures(24, "198.51.100.9", range(5)) + failures(24, "192.0.2.25", range(10, 15)))
     result = decisions(replay("--json", str(log), config=(local,)))
     assert [(d["target"], d["outcome"], d["protected"]) for d in result] == [
         ("198.51.100.9", "suppressed", "allowlist 198.51.100.0/24"),

@@ -9,15 +9,14 @@ import dataclasses
 import math
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from adaptive import config
 from adaptive.config import ScoringConfig
 from adaptive.events import Event, Kind
 from adaptive.filters.rules import FilterError, load_directory, load_file
 from adaptive.scoring import SHIPPED_TALLIES, Offence, Scorer, tallies
 from adaptive.scoring.keys import Keys
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 T0 = 1_800_000_000.0
 IP = "203.0.113.7"
@@ -650,10 +649,13 @@ def test_forgive_keeps_the_attempts_already_counted():
     from adaptive.events import Event, Kind
     s = scorer()
     t0 = 1_800_000_000.0
-    attempt = lambda t: Event(t0 + t, "dovecot", "dovecot", "auth-password-mismatch", Kind.AUTH_FAILURE,
-                              IP, "bob", None, 1)
-    summary = lambda t: Event(t0 + t, "dovecot", "dovecot", "login-auth-failed", Kind.AUTH_FAILURE,
-                              IP, "bob", None, 1)
+
+    def attempt(t):
+        return Event(t0 + t, "dovecot", "dovecot", "auth-password-mismatch", Kind.AUTH_FAILURE, IP, "bob", None, 1)
+
+    def summary(t):
+        return Event(t0 + t, "dovecot", "dovecot", "login-auth-failed", Kind.AUTH_FAILURE, IP, "bob", None, 1)
+
     offences = feed(s, *(attempt(i) for i in range(5)))
     assert [o.reason for o in offences] == ["score"]
     s.forgive(IP)                                            # the admin unbans it

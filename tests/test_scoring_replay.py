@@ -15,7 +15,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from adaptive import config
 from adaptive.config import SHIPPED_FILTERS
 from adaptive.control.check import chunks

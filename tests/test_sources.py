@@ -17,11 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from watchdog.events import FileModifiedEvent, FileOpenedEvent
-
 from adaptive.sources import Chunk, FileSource, Position, Watch, fingerprint
 from adaptive.sources import file as file_module
 from adaptive.state import State
+from watchdog.events import FileModifiedEvent, FileOpenedEvent
 
 
 class MemoryStore:

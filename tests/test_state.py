@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from adaptive.sources import Position, PositionStore
 from adaptive.state import MIGRATIONS, BanRecord, State, StateError, migrate
+
 from disk import missing as disk_missing
 from disk import small_disk
 

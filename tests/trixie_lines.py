@@ -211,5 +211,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    import trixie_lines as _self   # the module under its own name, so the workers can unpickle its functions
+    import trixie_lines as _self  # the module under its own name, so the workers can unpickle its functions
     sys.exit(_self.main(sys.argv[1:]))

@@ -47,8 +47,8 @@ def _duration(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.client import call
-    from adaptive.durations import format_duration
     from adaptive.control.targets import canonical, read_lines
+    from adaptive.durations import format_duration
 
     if not args.targets and args.from_file is None:
         print("adaptive ban: give addresses or prefixes, or --from-file FILE", file=sys.stderr)

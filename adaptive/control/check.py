@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from adaptive.config import SHIPPED_FILTERS
@@ -19,7 +19,6 @@ from adaptive.filters.batch import CHUNK, chunks, count_file
 from adaptive.filters.engine import Engine
 from adaptive.filters.prefix import YearGuess
 from adaptive.filters.rules import load_directory
-
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +76,7 @@ def write_json(name: str, chunk: bytes, line_base: int, events: list, out) -> No
         out.write(json.dumps({
             "file": name, "line": line, "source": e.source, "filter": e.filter, "rule": e.rule,
             "kind": e.kind.value, "ip": e.ip, "user": e.user,
-            "time": datetime.fromtimestamp(e.time, timezone.utc).astimezone().isoformat(),
+            "time": datetime.fromtimestamp(e.time, UTC).astimezone().isoformat(),
         }) + "\n")
 
 

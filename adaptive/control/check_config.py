@@ -49,7 +49,8 @@ def _listen_refused(listen: str) -> str | None:
         try:
             s.bind((host, 0))
         except OSError as e:
-            return f"metrics.listen = {listen!r}: cannot listen on {host}: {e.strerror or e} (not an address of this host?)"
+            return (f"metrics.listen = {listen!r}: cannot listen on {host}: {e.strerror or e} "
+                    "(not an address of this host?)")
     return None
 
 

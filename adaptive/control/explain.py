@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.client import call, print_json
-    from adaptive.durations import format_duration
     from adaptive.control.targets import canonical
+    from adaptive.durations import format_duration
 
     try:
         address = canonical(args.address)

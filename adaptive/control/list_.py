@@ -36,5 +36,5 @@ def run(args: argparse.Namespace) -> int:
               str(b.get("origin", "")), str(b.get("reason") or "")) for b in bans]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] + "\n")
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4] + "\n")
     return 0

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from adaptive.control.check import CHUNK, chunks
 from adaptive.decisions import SUBNET, Decider, Decision, Outcome, host_addresses
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _when(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).astimezone().isoformat()
+    return datetime.fromtimestamp(t, UTC).astimezone().isoformat()
 
 
 def _text(d: Decision) -> str:

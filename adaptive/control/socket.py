@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adaptive.addresses import Target
-from adaptive.durations import LONGEST
 from adaptive.control.targets import NEVER_LOOPBACK, canonical, exact, is_loopback
+from adaptive.durations import LONGEST
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,10 @@ class ControlHandler(Protocol):
 
     def ban(self, targets: list[Target], duration: float | None, reason: str | None, force: bool) -> dict:
         """Ban each target (read, never loopback, no duplicates) for `duration` seconds (None:
-        the configured length; `math.inf`: until unbanned), as a manual ban with `reason` (None: "manual"). Refuse an allowlisted
-        target unless `force`. Returns {"banned": [target...], "refused": [{"target", "reason"}...]},
-        and "duration" (the seconds the bans were made for, None for until unbanned) if it knows."""
+        the configured length; `math.inf`: until unbanned), as a manual ban with `reason` (None:
+        "manual"). Refuse an allowlisted target unless `force`. Returns {"banned": [target...],
+        "refused": [{"target", "reason"}...]}, and "duration" (the seconds the bans were made for, None
+        for until unbanned) if it knows."""
         ...
 
     def unban(self, targets: list[str], all: bool) -> dict:

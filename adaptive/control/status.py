@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
                 for s in sources]
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for row in rows:
-            out.write("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3] + "\n")
+            out.write("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[3] + "\n")
     kernel = "?" if result.get("bans") is None else result["bans"]
     if result.get("kernel_counting"):
         kernel = f"{kernel} (counted before; counting them again)"

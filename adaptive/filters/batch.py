@@ -16,6 +16,7 @@ import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 from typing import BinaryIO
 
@@ -65,7 +66,7 @@ def cuts(path: Path, parts: int) -> list[tuple[int, int]]:
             f.readline()
             bounds.append(min(f.tell(), size))
     bounds.append(size)
-    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [(a, b) for a, b in pairwise(bounds) if b > a]
 
 
 def _count_part(bounds: tuple[int, int]) -> dict:

@@ -63,7 +63,8 @@ _BAD_START = re.compile(rb"\n(?!" + LINE_START.pattern + rb")")
 
 # The parts of a line before the message, per family, as bytes patterns. They accept what
 # `adaptive.filters.prefix.HEAD` accepts: that pattern stays the reference for what a prefix is.
-_TIME = (rb"(?:@4[0-9a-f]{23} +)?(?P<_ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
+_TIME = (rb"(?:@4[0-9a-f]{23} +)?"
+         rb"(?P<_ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
          rb"(?:\.\d{1,9})?"
          rb"|\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:?[0-5]\d)?"
          rb"|@4[0-9a-f]{23}) +")
@@ -261,7 +262,7 @@ class Engine:
         c.oversize += oversize
         c.bad_address += bad_address
         c.unjoined += unjoined
-        for i, (h, e) in enumerate(zip(part["hits"], part["emitted"])):
+        for i, (h, e) in enumerate(zip(part["hits"], part["emitted"], strict=True)):
             self._hits[i] += h
             self._emitted[i] += e
         for name, memory in part["memory"].items():

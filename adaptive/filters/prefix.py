@@ -29,7 +29,8 @@ from typing import NamedTuple
 MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 
 _TIME = (
-    rb"(?:@4[0-9a-f]{23} +)?(?P<ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
+    rb"(?:@4[0-9a-f]{23} +)?"
+    rb"(?P<ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
     rb"(?:\.\d{1,9})?"
     rb"|\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:?[0-5]\d)?"
     rb"|(?P<tai>@4[0-9a-f]{23}))"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from adaptive.addresses import Target
 from adaptive.config import Config
@@ -14,9 +14,24 @@ from adaptive.nftables.bans import BAN_SET, Ban, Counter, Network, parse_network
 from adaptive.nftables.executor import NftablesError, Runner
 from adaptive.nftables.netlink import chain_names, rules_digest, set_names
 from adaptive.nftables.ruleset import (
-    LEGACY_SETS, MARKER, Existing, Layout, build_ban, build_ban_targets, build_delete_table, build_flush_probe,
-    build_list_chains, build_list_counters, build_list_set, build_list_sets, build_list_table, build_probe,
-    build_ruleset, build_unban, counter_names, expected,
+    LEGACY_SETS,
+    MARKER,
+    Existing,
+    Layout,
+    build_ban,
+    build_ban_targets,
+    build_delete_table,
+    build_flush_probe,
+    build_list_chains,
+    build_list_counters,
+    build_list_set,
+    build_list_sets,
+    build_list_table,
+    build_probe,
+    build_ruleset,
+    build_unban,
+    counter_names,
+    expected,
 )
 
 

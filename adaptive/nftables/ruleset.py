@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
-from adaptive.config import Config, NftablesConfig, OutboundConfig, WholeHostConfig
 from adaptive.addresses import Target
+from adaptive.config import Config, NftablesConfig, OutboundConfig, WholeHostConfig
 from adaptive.nftables.bans import Ban, Network, parse_network
 
 FAMILY = "inet"
