@@ -656,12 +656,10 @@ def _left(scene, address: str) -> int | None:
     return None
 
 
-@kernel
-def test_one_bad_ban_in_the_state_never_stops_a_start_and_permanent_is_its_own_case(scene):
-    # A ban of 1e11 s (recorded before durations were capped) was refused by the kernel ("Numerical
-    # result out of range") at every start; a row that is no address at all must not stop one either.
+def _record_bad_bans(scene, now: float) -> None:
+    """A start and a stop, then three rows written into the state behind the daemon's back (one of 1e11
+    s, one that is no address, one sound), then a start again."""
     import sqlite3
-    now = time.time()
     scene.start()
     assert scene.stop() == 0
     with sqlite3.connect(scene.tmp / "state.db") as db:
@@ -669,6 +667,14 @@ def test_one_bad_ban_in_the_state_never_stops_a_start_and_permanent_is_its_own_c
         db.executemany("INSERT INTO bans VALUES (?, ?, ?, 'manual', 0, '{}', NULL, 1, 'manual', 'ban')",
                        [(t, now, end) for t, end in rows])
     scene.start()
+
+
+@kernel
+def test_one_bad_ban_in_the_state_never_stops_a_start_and_permanent_is_its_own_case(scene):
+    # A ban of 1e11 s (recorded before durations were capped) was refused by the kernel ("Numerical
+    # result out of range") at every start; a row that is no address at all must not stop one either.
+    now = time.time()
+    _record_bad_bans(scene, now)
     assert not scene.connects("192.0.2.5") and not scene.connects("192.0.2.6"), scene.err()
     assert 9 * 365 * 86400 < _left(scene, "192.0.2.5") <= 10 * 365 * 86400
     assert "'not an address' cannot be restored, left out" in scene.err()
@@ -686,16 +692,9 @@ def test_one_bad_ban_in_the_state_never_stops_a_start_and_permanent_is_its_own_c
 def test_a_reconcile_puts_right_around_a_bad_ban_in_the_state(scene):
     # The reconcile made its own bans from the state's rows, without the start's cap: one of 1e11 s
     # (or a row that is no address) raised on the loop and ended the daemon.
-    import sqlite3
     now = time.time()
     scene.local.write_text(scene.local.read_text() + "\n[nftables]\nreconcile_every = 1\n")
-    scene.start()
-    assert scene.stop() == 0
-    with sqlite3.connect(scene.tmp / "state.db") as db:
-        rows = [("192.0.2.5", now + 1e11), ("not an address", now + 600), ("192.0.2.6", now + 600)]
-        db.executemany("INSERT INTO bans VALUES (?, ?, ?, 'manual', 0, '{}', NULL, 1, 'manual', 'ban')",
-                       [(t, now, end) for t, end in rows])
-    scene.start()
+    _record_bad_bans(scene, now)
     scene.srv.exec("nft", "delete element inet adaptive ban4 { 192.0.2.5 }; delete element inet adaptive "
                           "ban4 { 192.0.2.6 }")
     assert wait_for(lambda: not scene.connects("192.0.2.5") and not scene.connects("192.0.2.6"), timeout=5), \
