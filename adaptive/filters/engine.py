@@ -52,7 +52,7 @@ from operator import itemgetter
 import regex
 
 from adaptive.events import Event
-from adaptive.filters.prefix import LINE_START, Heads, YearGuess
+from adaptive.filters.prefix import CLASSIC_TIME, ISO_TIME, LEVELS, LINE_START, TAI64N, Heads, YearGuess
 from adaptive.filters.rules import Filter, Ignore, Rule
 
 MAX_LINE = 16384
@@ -63,13 +63,9 @@ _BAD_START = re.compile(rb"\n(?!" + LINE_START.pattern + rb")")
 
 # The parts of a line before the message, per family, as bytes patterns. They accept what
 # `adaptive.filters.prefix.HEAD` accepts: that pattern stays the reference for what a prefix is.
-_TIME = (rb"(?:@4[0-9a-f]{23} +)?"
-         rb"(?P<_ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
-         rb"(?:\.\d{1,9})?"
-         rb"|\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:?[0-5]\d)?"
-         rb"|@4[0-9a-f]{23}) +")
+_TIME = rb"(?:" + TAI64N + rb" +)?(?P<_ts>" + CLASSIC_TIME + rb"|" + ISO_TIME + rb"|" + TAI64N + rb") +"
 _WORD = rb"[^\s\[\]:]"
-_LEVEL = rb"(?:Info|Warning|Error|Fatal|Panic|Debug)"
+_LEVEL = rb"(?:" + LEVELS + rb")"
 _GROUP = re.compile(rb"(?<!\\)\(\?(P?<|P=)([A-Za-z_]\w*)([>)])")
 
 

@@ -28,15 +28,16 @@ from typing import NamedTuple
 
 MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
 
-_TIME = (
-    rb"(?:@4[0-9a-f]{23} +)?"
-    rb"(?P<ts>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
-    rb"(?:\.\d{1,9})?"
-    rb"|\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:?[0-5]\d)?"
-    rb"|(?P<tai>@4[0-9a-f]{23}))"
-)
+# The timestamps, as pattern pieces without groups: the engine builds its own line heads from them.
+CLASSIC_TIME = (rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]?\d [0-2]\d:[0-5]\d:[0-6]\d"
+                rb"(?:\.\d{1,9})?")
+ISO_TIME = rb"\d{4}-[01]\d-[0-3]\d[T ][0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-][0-2]\d:?[0-5]\d)?"
+TAI64N = rb"@4[0-9a-f]{23}"
+LEVELS = rb"Info|Warning|Error|Fatal|Panic|Debug"
+
+_TIME = rb"(?:" + TAI64N + rb" +)?(?P<ts>" + CLASSIC_TIME + rb"|" + ISO_TIME + rb"|(?P<tai>" + TAI64N + rb"))"
 _DOVECOT_PROC = rb"[a-z][a-z0-9-]*(?:\([^()\n]*\))?(?:<[^<>\n]*>)*(?:: request \[\d+\])?"
-_LEVEL = rb"Info|Warning|Error|Fatal|Panic|Debug"
+_LEVEL = LEVELS
 
 HEAD = re.compile(
     _TIME + rb" +(?:"

@@ -205,7 +205,7 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
             if not kinds and not remember:
                 p.add(f"{where}.kind", "missing (only a rule that remembers may have no kind)")
             if tally in ("summary", "sasl-summary") and "count" not in groups:
-                p.add(f"{where}.pattern", "a summary (tally = \"summary\") needs a named group (?P<count>...)")
+                p.add(f"{where}.pattern", f"a summary (tally = \"{tally}\") needs a named group (?P<count>...)")
         if ident and kinds is not None and pattern is not None:
             rules.append(Rule(ident, kinds, None if weight is None else float(weight), pattern,
                               svc, remember, recall, own, tally, holds))
