@@ -68,28 +68,24 @@ class Keys:
         a shorter prefix ("198.51.100.0/24", "2001:db8::/48") covers every source inside it. An
         IPv4-mapped IPv6 address is its IPv4 address. ValueError for anything else.
         """
+        return self.ranges(text)[0]
+
+    def ranges(self, text: str) -> list[tuple[int, int]]:
+        """The keys an address or prefix covers, as `parse` gives them, then, for a prefix wider than
+        a source that covers split prefixes, the range of their addresses' keys."""
         try:
             net = ipaddress.ip_network(text.strip(), strict=False)
         except ValueError:
             raise ValueError(f"{text!r} is not an address or prefix") from None
         if isinstance(net, ipaddress.IPv6Network) and net.prefixlen == 128 and net.network_address.ipv4_mapped:
             net = ipaddress.IPv4Network(net.network_address.ipv4_mapped)
+        first, last = int(net.network_address), int(net.broadcast_address)
         if isinstance(net, ipaddress.IPv4Network):
-            return int(net.network_address), int(net.broadcast_address)
-        low = int(net.network_address) >> self.shift
-        high = int(net.broadcast_address) >> self.shift
-        if net.prefixlen > self.prefix and ~low in self.split:
-            return ~(int(net.broadcast_address) + EXACT), ~(int(net.network_address) + EXACT)
-        return ~high, ~low
-
-    def exact(self, text: str) -> tuple[int, int] | None:
-        """The keys of split prefixes' addresses that a prefix wider than a source covers, as an
-        inclusive range; None when it covers no split prefix (`parse` gives the rest)."""
-        net = ipaddress.ip_network(text.strip(), strict=False)
-        if net.version != 6 or net.prefixlen > self.prefix:
-            return None
-        low = int(net.network_address) >> self.shift
-        high = int(net.broadcast_address) >> self.shift
-        if not any(~high <= k <= ~low for k in self.split):
-            return None
-        return ~(int(net.broadcast_address) + EXACT), ~(int(net.network_address) + EXACT)
+            return [(first, last)]
+        low, high = first >> self.shift, last >> self.shift
+        addresses = ~(last + EXACT), ~(first + EXACT)
+        if net.prefixlen > self.prefix:
+            return [addresses if ~low in self.split else (~high, ~low)]
+        if any(~high <= k <= ~low for k in self.split):
+            return [(~high, ~low), addresses]
+        return [(~high, ~low)]

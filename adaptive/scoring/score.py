@@ -416,8 +416,7 @@ class Scorer:
         summaries must not count them again. ValueError for a target that is no address or prefix.
         """
         table = self.table
-        exact = self.keys.exact(target)
-        for low, high in (self.keys.parse(target), *([exact] if exact else [])):
+        for low, high in self.keys.ranges(target):
             if low == high:
                 if low in table.index:
                     table.forgive(low)
