@@ -27,7 +27,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import (
@@ -178,24 +177,22 @@ class _Engine(Protocol):
     def counts(self) -> _Counts: ...
 
 
-class _Position(Protocol):
-    device: int
-    inode: int
-    offset: int
-
-
 class _Source(Protocol):
-    name: str
-    path: Path
-    error: str | None
+    @property
+    def name(self) -> str: ...
 
     @property
-    def position(self) -> _Position | None: ...
+    def error(self) -> str | None: ...
+
+    def lag(self) -> int | None: ...
 
 
 class _Follower(Protocol):
-    source: _Source
-    engine: _Engine
+    @property
+    def source(self) -> _Source: ...
+
+    @property
+    def engine(self) -> _Engine: ...
 
 
 class _Scorer(Protocol):
@@ -233,7 +230,7 @@ class Census:
             if known is not None and known is not f.engine:
                 carried.update(_flat(known.counts))
             self._engines[name] = f.engine
-            sources[name] = _figures(carried + _flat(f.engine.counts), lag(f.source), f.source.error is not None)
+            sources[name] = _figures(carried + _flat(f.engine.counts), f.source.lag(), f.source.error is not None)
         if self._scorer is not None and self._scorer is not scorer:
             self._evicted += self._scorer.evictions
         self._scorer = scorer
@@ -255,21 +252,6 @@ def _figures(flat: Counter, lag: int | None, failing: bool) -> SourceFigures:
         elif key[0] == "events":
             events[key[1], key[2], str(key[3])] = n
     return SourceFigures(flat[("lines",)], flat[("unparsable",)], ignored, events, lag, failing)
-
-
-def lag(source: _Source) -> int | None:
-    """Bytes at the source's path not read yet; None while it has no file open or the path is gone.
-    While a rotated file is finished, the new file counts whole (the old one's rest is not known)."""
-    position = source.position
-    if position is None:
-        return None
-    try:
-        st = os.stat(source.path)
-    except OSError:
-        return None
-    if (st.st_dev, st.st_ino) != (position.device, position.inode):
-        return st.st_size
-    return max(0, st.st_size - position.offset)
 
 
 class Cached:

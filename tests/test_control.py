@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from adaptive import config
 from adaptive.control.client import Client, Unreachable
-from adaptive.control.socket import ControlError, ControlServer, ControlSocketError
 from adaptive.control.targets import allowlisted, canonical, exact, is_loopback, read_lines, write
+from adaptive.daemon.server import ControlServer, ControlSocketError
 from adaptive.nftables.bans import parse_network
+from adaptive.wire import ControlError
 from hypothesis import given
 from hypothesis import strategies as st
 

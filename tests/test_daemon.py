@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from adaptive import config
-from adaptive.daemon import Daemon, _Handler
+from adaptive.daemon import Daemon, ops
 
 from configs import write_local
 from disk import missing as disk_missing
@@ -80,7 +80,7 @@ def test_a_log_that_does_not_exist_yet_is_waited_for(tmp_path):
 
 
 def test_a_log_that_stays_missing_is_said_again_every_few_minutes(tmp_path, monkeypatch, caplog):
-    import adaptive.daemon as daemon_module
+    import adaptive.daemon.loop as daemon_module
     seen: list[str] = []
     daemon = offline(tmp_path, seen, start="end")
     with caplog.at_level("WARNING"):
@@ -99,7 +99,7 @@ def test_a_log_that_stays_missing_is_said_again_every_few_minutes(tmp_path, monk
 
 
 def test_the_loop_is_woken_through_a_pipe_a_signal_handler_may_write_to():
-    from adaptive.daemon import _Waker
+    from adaptive.daemon.loop import _Waker
     waker = _Waker()
     assert waker.wait(0.01) is False
     for _ in range(100_000):           # far more than the pipe holds: a full pipe is a pending wake-up
@@ -177,7 +177,7 @@ def test_a_full_state_disk_stops_nothing_and_loses_or_repeats_no_line_or_ban(tmp
         assert daemon.poll_once() == 5                 # no exception: the commit's refusal is kept
         daemon._persist()
         assert daemon.state.unwritten and "full" in daemon.state.write_error
-        status = _Handler(daemon)._status()
+        status = ops.status(daemon)
         assert status["state_unwritten"] == daemon.state.unwritten and "full" in status["state_error"]
         assert [b.target for b in daemon.state.live_bans(0)] == ["203.0.113.7"]
         append(log, "".join(fail("203.0.113.8", f"Nov 24 10:01:0{i}") for i in range(5)))
@@ -185,7 +185,7 @@ def test_a_full_state_disk_stops_nothing_and_loses_or_repeats_no_line_or_ban(tmp
         assert daemon.poll_once() == 0                 # nothing read twice while the disk is full
         disk.free()
         daemon._persist()
-        assert daemon.state.unwritten == 0 and "state_error" not in _Handler(daemon)._status()
+        assert daemon.state.unwritten == 0 and "state_error" not in ops.status(daemon)
         daemon.close()
         restarted = offline(tmp_path, seen, state=disk.path / "state.db")
         assert restarted.poll_once() == 0              # the positions reached the disk

@@ -22,8 +22,8 @@ from types import SimpleNamespace
 import pytest
 from adaptive import __version__, config
 from adaptive.addresses import read
-from adaptive.daemon import Daemon, _Handler
-from adaptive.metrics import OUTCOMES, Cached, Census, Exporter, KernelFigures, MetricsError, Snapshot, lag
+from adaptive.daemon import Daemon, ops
+from adaptive.metrics import OUTCOMES, Cached, Census, Exporter, KernelFigures, MetricsError, Snapshot
 from adaptive.nftables.bans import Ban
 from adaptive.nftables.executor import NftablesError
 from adaptive.state import StateError
@@ -179,7 +179,7 @@ def test_lag_of_a_rotated_log_counts_the_new_file(rig):
     source = rig.daemon.followers[0].source
     rig.log.rename(rig.log.with_name("mail.log.1"))
     rig.log.write_text(fail("203.0.113.2"))
-    assert lag(source) == len(fail("203.0.113.2"))
+    assert source.lag() == len(fail("203.0.113.2"))
 
 
 def test_a_source_that_cannot_be_read_is_failing_and_counted_once(tmp_path, rig):
@@ -245,9 +245,8 @@ def test_dry_run_decisions(tmp_path):
 
 
 def test_manual_bans_and_unbans_and_never_their_reason(kernel_rig):
-    handler = _Handler(kernel_rig.daemon)
-    handler._ban([read("192.0.2.7"), read("192.0.2.8")], 600, "seen on the honeypot 192.0.2.7", False)
-    handler._unban(["192.0.2.7", "192.0.2.99"], False)
+    ops.ban(kernel_rig.daemon, [read("192.0.2.7"), read("192.0.2.8")], 600, "seen on the honeypot 192.0.2.7", False)
+    ops.unban(kernel_rig.daemon, ["192.0.2.7", "192.0.2.99"], False)
     assert kernel_rig.value("adaptive_manual_bans_total") == 2
     assert kernel_rig.value("adaptive_manual_unbans_total") == 1
     assert kernel_rig.value("adaptive_nft_transaction_duration_seconds_count", operation="unban") == 1
@@ -317,7 +316,7 @@ def test_a_manual_ban_the_kernel_refuses_is_an_error_and_stays_in_the_state(kern
     # the caller, and the state keeps the bans, which the next start puts into the kernel.
     kernel_rig.backend.fail = NftablesError("Could not process rule: No such file or directory", {})
     with pytest.raises(NftablesError):
-        _Handler(kernel_rig.daemon)._ban([read("192.0.2.7"), read("2001:db8::/64")], 600, "by hand", False)
+        ops.ban(kernel_rig.daemon, [read("192.0.2.7"), read("2001:db8::/64")], 600, "by hand", False)
     assert kernel_rig.value("adaptive_errors_total", kind="nft") == 1
     assert sorted(kernel_rig.daemon.state.live_ends(kernel_rig.daemon.clock())) == ["192.0.2.7", "2001:db8::/64"]
 
@@ -325,20 +324,20 @@ def test_a_manual_ban_the_kernel_refuses_is_an_error_and_stays_in_the_state(kern
 def test_status_says_when_the_kernel_cannot_be_read(kernel_rig, monkeypatch):
     daemon = kernel_rig.daemon
     monkeypatch.setattr(daemon, "call", lambda work, timeout=60.0: work())     # no loop runs here
-    monkeypatch.setattr(daemon, "_reads_kernel", True)                         # as with no backend given
+    monkeypatch.setattr(daemon, "reads_kernel", True)                         # as with no backend given
 
     def refused():
         raise NftablesError("Could not process rule: Operation not permitted", {})
-    monkeypatch.setattr(daemon, "_read_kernel", refused)
-    status = _Handler(daemon).status()
+    monkeypatch.setattr(daemon, "read_kernel", refused)
+    status = ops.Operations(daemon).status()
     assert status["kernel_error"] == "Could not process rule: Operation not permitted"
     assert status["bans"] is None and status["events"] == 0
-    monkeypatch.setattr(daemon, "_read_kernel", lambda: KERNEL)
-    assert _Handler(daemon).status()["bans"] == sum(KERNEL.bans.values())
+    monkeypatch.setattr(daemon, "read_kernel", lambda: KERNEL)
+    assert ops.Operations(daemon).status()["bans"] == sum(KERNEL.bans.values())
 
 
 def test_a_reload_the_kernel_refuses_after_its_check_keeps_the_running_configuration(kernel_rig, monkeypatch):
-    from adaptive.control.socket import ControlError
+    from adaptive.wire import ControlError
     daemon = kernel_rig.daemon
     running = daemon.config
 
@@ -580,7 +579,7 @@ def full_exposition(tmp_path: Path) -> str:
     """Every family, with values: a daemon that banned, a manual ban, and kernel figures."""
     rig = Rig(tmp_path, backend=FakeBackend())
     rig.feed("junk\n" + IGNORED + "".join(fail("203.0.113.7", i, user=f"user{i}@example.org") for i in range(5)))
-    _Handler(rig.daemon)._ban([read("192.0.2.7")], 600, "by hand", False)
+    ops.ban(rig.daemon, [read("192.0.2.7")], 600, "by hand", False)
     census = Census()
     rig.exporter.watch(lambda: census.take(rig.daemon.followers, rig.daemon.scorer,
                                            rig.daemon.state.live_count(rig.daemon.clock())), lambda: KERNEL)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from adaptive import config as config_module
-from adaptive.control.socket import ControlError
+from adaptive.wire import ControlError
 
 ENVIRONMENT = "ADAPTIVE_SOCKET"
 TIMEOUT = 120.0     # seconds to wait for a reply: a 100,000-entry ban is one kernel transaction

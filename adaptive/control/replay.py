@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 
 from adaptive.control.check import CHUNK, chunks
 from adaptive.decisions import SUBNET, Decider, Decision, Outcome, host_addresses
-from adaptive.filters.engine import Engine
-from adaptive.filters.prefix import YearGuess
 from adaptive.filters.rules import FilterError, load_directory
 from adaptive.state import MEMORY, State
 
@@ -62,7 +60,7 @@ class _Tally:
 
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.cli import load_config
-    from adaptive.scoring import Scorer, tallies
+    from adaptive.pipeline import Pipeline
     config = load_config(args)
     try:
         filters = load_directory(config.filters_directory)
@@ -72,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     started = time.perf_counter()
     state = State(MEMORY)
-    # The filters' marks for lines that log one attempt twice; the shipped ones' if they carry none.
-    scorer = Scorer(config.scoring, tallies(filters) or None)
-    decider = Decider(config, state, own_addresses=() if args.no_host_addresses else host_addresses())
-    scorer.split_around(decider.protected)
+    # As the daemon decides: the same pipeline, on a throwaway state. The clock is read only for what
+    # no line says (the decider's bans live at the start: none here), so the wall clock will do.
+    pipeline = Pipeline.build(config, filters, state, clock=time.time,
+                              own_addresses=() if args.no_host_addresses else host_addresses())
     out = sys.stdout
     tally = _Tally()
     status = 0
@@ -83,23 +81,21 @@ def run(args: argparse.Namespace) -> int:
         try:
             with (sys.stdin.buffer if name == "-" else open(name, "rb")) as stream:
                 # Classic syslog lines carry no year: the file's last write dates its last line.
-                reference = time.time() if name == "-" else os.fstat(stream.fileno()).st_mtime
-                engine = Engine(filters, YearGuess(reference))
+                engine = pipeline.engine(None if name == "-" else os.fstat(stream.fileno()).st_mtime)
                 for chunk in chunks(stream, CHUNK):
                     for _, event in engine.scan(chunk):
                         tally.events += 1
-                        for offence in scorer.feed(event):
-                            tally.offences += 1
-                            for decision in decider.decide(offence):
-                                tally.add(decision)
-                                out.write(_json(decision) if args.json else _text(decision))
+                        for decision in pipeline.feed(event):
+                            tally.add(decision)
+                            out.write(_json(decision) if args.json else _text(decision))
                 tally.lines += engine.counts.lines
         except OSError as e:
             print(f"adaptive: {name}: cannot read: {e.strerror}", file=sys.stderr)
             status = 1
+    tally.offences = pipeline.offences
     state.close()
     if not args.json:
-        _summary(args.files, tally, decider, time.perf_counter() - started, out)
+        _summary(args.files, tally, pipeline.decider, time.perf_counter() - started, out)
     return status
 
 

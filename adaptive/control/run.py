@@ -28,8 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.cli import load_config
-    from adaptive.control.socket import ControlSocketError
     from adaptive.daemon import Daemon
+    from adaptive.daemon.server import ControlSocketError
     from adaptive.metrics import MetricsError
     from adaptive.nftables.executor import NftablesError
     from adaptive.notify import JournalFormatter, to_journal

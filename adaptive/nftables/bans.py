@@ -75,6 +75,11 @@ class Ban:
         setattr_(self, "expires", expires)
 
     @property
+    def target(self) -> str:
+        """The ban as a target is written: the address, or the prefix with its length."""
+        return self.key if self.host else f"{self.key}/{self.prefixlen}"
+
+    @property
     def network(self) -> Network:
         if self.version == 4:
             return ipaddress.IPv4Network((self.key, self.prefixlen))

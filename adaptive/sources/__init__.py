@@ -1,11 +1,16 @@
 """Sources: the logs followed, handed on as chunks of complete lines with the position after each.
 
-`FileSource` follows one file across rotations and restarts, `Watch` wakes the daemon when one
-changes, and a `PositionStore` (the state database) keeps where each source stands.
+`Source` is what every kind of source is (its life cycle is in `sources.base`); `open_source` opens
+one by its `type`. `FileSource` follows one file across rotations and restarts, `Watch` wakes the
+daemon when one changes, and a `PositionStore` (the state database) keeps where each source stands.
 """
 
+from adaptive.sources.base import SOURCE_TYPES, Source, open_source, register
 from adaptive.sources.file import FileSource
 from adaptive.sources.position import Chunk, Position, PositionStore, fingerprint
 from adaptive.sources.watch import Watch
 
-__all__ = ["Chunk", "FileSource", "Position", "PositionStore", "Watch", "fingerprint"]
+register("file", FileSource.from_config)
+
+__all__ = ["SOURCE_TYPES", "Chunk", "FileSource", "Position", "PositionStore", "Source", "Watch", "fingerprint",
+           "open_source", "register"]

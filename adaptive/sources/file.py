@@ -42,9 +42,9 @@ import re
 import stat
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from adaptive.sources.position import Chunk, Position, PositionStore, fingerprint
 
@@ -199,6 +199,76 @@ class FileSource:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    # --- the rest of the Source protocol ---
+
+    @classmethod
+    def from_config(cls, name: str, section: Any, store: PositionStore, *, max_chunk: int = MAX_CHUNK) -> FileSource:
+        """The source of a `[sources.NAME]` section of type "file" (`path`, `start`, `follow_symlinks`,
+        `owners`)."""
+        return cls(name, section.path, store, start=section.start, max_chunk=max_chunk,
+                   follow_symlinks=section.follow_symlinks, owners=section.owners)
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def watched(self) -> tuple[Path, ...]:
+        return (self.path,)
+
+    def reconfigure(self, section: Any) -> bool:
+        """Take a reloaded section's `follow_symlinks` and `owners`; False if it names another path."""
+        if Path(section.path) != self.path:
+            return False
+        self.follow_symlinks, self.owners = section.follow_symlinks, frozenset(section.owners)
+        return True
+
+    def lag(self) -> int | None:
+        """Bytes at the path not read yet; None while no file is open or the path is gone. While a
+        rotated file is finished, the new file counts whole (the old one's rest is not known)."""
+        position = self.position
+        if position is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino) != (position.device, position.inode):
+            return st.st_size
+        return max(0, st.st_size - position.offset)
+
+    def reread(self, since: Position | None, until: Position) -> Iterator[bytes]:
+        """The complete lines from `since` (None: offset 0 of `until`'s file) to `until`, in slices of
+        at most `max_chunk` bytes, read again from the file at the path. Nothing when that file is not
+        `until`'s, or `since` is in another file (a rotation in between: said)."""
+        if since is None:
+            since = Position(until.device, until.inode, 0, until.fingerprint)
+        if until.inode == since.inode and until.offset <= since.offset:
+            return
+        # A file that had no complete line when `since` was taken has no fingerprint in it yet.
+        if (until.device, until.inode) != (since.device, since.inode) \
+                or since.fingerprint not in ("", until.fingerprint):
+            log.info("source %s: rotated since the scores were saved; the lines in between are not scored again",
+                     self.name)
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return
+        offset = since.offset
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (until.device, until.inode):
+                return
+            while offset < until.offset:
+                data = os.pread(fd, min(self.max_chunk, until.offset - offset), offset)
+                cut = data.rfind(b"\n") + 1 if offset + len(data) < until.offset else len(data)
+                if not data or not cut:
+                    break
+                yield data[:cut]
+                offset += cut
+        finally:
+            os.close(fd)
 
     # --- placing ourselves at start ---
 

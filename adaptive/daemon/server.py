@@ -1,4 +1,4 @@
-"""The control socket: the daemon's end of the admin's commands.
+"""The control socket: the daemon's end of the admin's commands, and its wire format.
 
 A Unix stream socket speaking newline-delimited JSON, one reply line per request line:
 
@@ -39,6 +39,16 @@ from typing import Any, Protocol
 from adaptive.addresses import Target
 from adaptive.control.targets import NEVER_LOOPBACK, canonical, exact, is_loopback
 from adaptive.durations import LONGEST
+from adaptive.wire import (
+    BanEntry,
+    BanReply,
+    ControlError,
+    ExplainReply,
+    Refusal,
+    ReloadReply,
+    StatusReply,
+    UnbanReply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +57,6 @@ REQUEST_TIMEOUT = 30.0            # seconds from a request's first byte to its n
 IDLE_TIMEOUT = 300.0              # seconds a connection may wait between requests
 MAX_CONNECTIONS = 32              # admins, scripts and the odd monitoring probe; never many
 MAX_REASON = 1024                 # characters in a ban's reason
-
-
-class ControlError(Exception):
-    """An error reply: a handler raises it to answer with this message and code ("refused", "failed"
-    or "usage"), and the client raises it when the daemon answers with one."""
-
-    def __init__(self, message: str, code: str = "failed"):
-        super().__init__(message)
-        self.code = code
 
 
 class ControlSocketError(Exception):
@@ -69,38 +70,31 @@ class ControlHandler(Protocol):
     Raise `ControlError` to answer with a reason; any other exception is logged and answered `failed`.
     """
 
-    def ban(self, targets: list[Target], duration: float | None, reason: str | None, force: bool) -> dict:
+    def ban(self, targets: list[Target], duration: float | None, reason: str | None, force: bool) -> BanReply:
         """Ban each target (read, never loopback, no duplicates) for `duration` seconds (None:
         the configured length; `math.inf`: until unbanned), as a manual ban with `reason` (None:
-        "manual"). Refuse an allowlisted target unless `force`. Returns {"banned": [target...],
-        "refused": [{"target", "reason"}...]}, and "duration" (the seconds the bans were made for, None
-        for until unbanned) if it knows."""
+        "manual"). Refuse an allowlisted target unless `force`. "duration" in the reply if it knows."""
         ...
 
-    def unban(self, targets: list[str], all: bool) -> dict:
-        """Lift the bans of the targets (or every ban) and forgive their scores. Returns
-        {"unbanned": [target...], "not_banned": [target...]}."""
+    def unban(self, targets: list[str], all: bool) -> UnbanReply:
+        """Lift the bans of the targets (or every ban) and forgive their scores."""
         ...
 
-    def list(self) -> list[dict]:
-        """The live bans: [{"target", "left" (seconds or None), "reason", "count", "origin"
-        ("automatic" or "manual")}...]."""
+    def list(self) -> list[BanEntry]:
+        """The live bans."""
         ...
 
-    def status(self) -> dict:
-        """{"version", "uptime", "dry_run", "sources": [{"name", "path", "position", "lag"}...],
-        "events", "decisions", "bans"} (bans live in the kernel)."""
+    def status(self) -> StatusReply:
+        """What the daemon does: its sources, counts and bans."""
         ...
 
-    def explain(self, address: str) -> dict:
-        """Why `address` (or a prefix) is or is not banned: {"target", "ban" (None, or {"reason",
-        "left", "origin"}), "score", "threshold", "rules": {"filter/rule": events} (those that made the
-        score, or the ban), "history": [{"start", "duration",
-        "reason", "origin"}...] (past bans), "allowlisted" (the entry that covers it, or None)}."""
+    def explain(self, address: str) -> ExplainReply:
+        """Why `address` (or a prefix) is or is not banned: its ban, score, the rules behind them, its
+        past bans, the allowlist entry that covers it."""
         ...
 
-    def reload(self) -> dict:
-        """Read the configuration and filters again; {"reloaded": true, "changes": [text...]}."""
+    def reload(self) -> ReloadReply:
+        """Read the configuration and filters again."""
         ...
 
 
@@ -131,7 +125,7 @@ def _target(text: str) -> str:
         raise _Usage(f"{text!r} is not an IP address or prefix") from None
 
 
-def _ban(handler: ControlHandler, args: dict) -> dict:
+def _ban(handler: ControlHandler, args: dict) -> BanReply:
     targets = _strings(args, "targets")
     if not targets:
         raise _Usage("ban needs targets")
@@ -148,7 +142,7 @@ def _ban(handler: ControlHandler, args: dict) -> dict:
     force = _flag(args, "force")
     # Read once here: the handler gets each target taken apart, and never reads it again.
     clean: dict[str, Target] = {}
-    refused = []
+    refused: list[Refusal] = []
     for text in targets:
         try:
             target = exact(text)
@@ -159,12 +153,11 @@ def _ban(handler: ControlHandler, args: dict) -> dict:
             refused.append({"target": target.text, "reason": NEVER_LOOPBACK})
         else:
             clean.setdefault(target.text, target)
-    result = dict(handler.ban(list(clean.values()), duration, reason, force)) if clean else {"banned": []}
-    result["refused"] = refused + list(result.get("refused", []))
-    return result
+    result: BanReply = handler.ban(list(clean.values()), duration, reason, force) if clean else {"banned": []}
+    return {**result, "refused": refused + list(result.get("refused", []))}
 
 
-def _unban(handler: ControlHandler, args: dict) -> dict:
+def _unban(handler: ControlHandler, args: dict) -> UnbanReply:
     targets = _strings(args, "targets")
     everything = _flag(args, "all")
     if bool(targets) == everything:
@@ -172,7 +165,7 @@ def _unban(handler: ControlHandler, args: dict) -> dict:
     return handler.unban(list(dict.fromkeys(_target(t) for t in targets)), everything)
 
 
-def _explain(handler: ControlHandler, args: dict) -> dict:
+def _explain(handler: ControlHandler, args: dict) -> ExplainReply:
     address = args.get("address")
     if not isinstance(address, str):
         raise _Usage("explain needs an address")

@@ -1,11 +1,8 @@
-"""The daemon's composition root: it builds every stage from the configuration and wires them.
+"""The daemon's loop: it builds every stage from the configuration, follows the sources and enforces.
 
-    sources → filters (Engine) → scoring (Scorer) → decisions (Decider) → nftables (Backend)
-                                                          ↘ state (bans, positions)
-
-No other module knows every stage. Everything that touches the state, the scorer or the kernel runs on
-the daemon's one thread: the control socket's requests are handed to it through a queue and answered
-when it has done them, so no stage needs a lock.
+Everything that touches the state, the scorer or the kernel runs on the daemon's one thread: the
+control socket's requests (`daemon.ops`, served by `daemon.server`) are handed to it through a queue
+and answered when it has done them, so no stage needs a lock.
 
 Exactly once: each chunk of lines is dealt with inside one state transaction that also saves the
 source's position after it, so a crash (`kill -9`) re-reads the chunk rather than losing it, and a
@@ -17,7 +14,6 @@ lost is put back.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import queue
 import select
@@ -26,21 +22,20 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from adaptive import __version__
-from adaptive.addresses import Target
 from adaptive.config import Config, ConfigError, SourceConfig, load
-from adaptive.control.socket import ControlError, ControlServer
-from adaptive.control.targets import allowlisted
-from adaptive.decisions import Decider, Decision, Outcome, host_addresses, parse_target
+from adaptive.daemon.ops import Operations
+from adaptive.daemon.server import ControlServer
+from adaptive.decisions import Decider, Decision, Outcome, host_addresses
 from adaptive.durations import LONGEST
 from adaptive.events import Event
 from adaptive.filters.engine import Engine
-from adaptive.filters.prefix import YearGuess
-from adaptive.filters.rules import Filter, FilterError, load_directory
+from adaptive.filters.rules import FilterError, load_directory
 from adaptive.metrics import (
     CENSUS_TIMEOUT,
     Cached,
@@ -55,11 +50,15 @@ from adaptive.nftables.backend import Backend
 from adaptive.nftables.bans import BAN_SET, Ban
 from adaptive.nftables.executor import Executor, NftablesError
 from adaptive.notify import Watchdog, notify
-from adaptive.scoring import Scorer, tallies
-from adaptive.sources import Chunk, FileSource, Position, Watch
+from adaptive.pipeline import Pipeline
+from adaptive.scoring import Scorer
+from adaptive.sources import Chunk, Position, Source, Watch, open_source
 from adaptive.state import BanRecord, State, StateError
+from adaptive.wire import ControlError, ReloadReply
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 POLL = 1.0          # seconds between polls when nothing woke us: the fallback for missed file events
 POLL_BUDGET = 0.25  # seconds of reading per source before the loop sees to requests and signals
@@ -75,7 +74,7 @@ SCORES_EVERY = 60.0  # seconds between saves of the scorer (a start catches up o
 class _Follower:
     """One source and the engine that reads it: an engine holds per-log state (the queue-id join)."""
 
-    source: FileSource
+    source: Source
     engine: Engine
 
 
@@ -128,6 +127,9 @@ class Daemon:
     >>> daemon.start()            # applies the ruleset, restores bans, opens the socket
     >>> daemon.run(stop)          # returns once `stop` is set; bans stay in the kernel
 
+    `pipeline` (filters → scorer → decider) and the followers (each source with its engine) are made
+    by `start`, and made again by a reload.
+
     `backend` and `state` may be given (tests); `enforce=False` keeps the kernel out entirely (the
     pipeline then ends at recorded decisions). `metrics` too (a test's own registry); by default an
     `Exporter` when `[metrics] listen` is set, served from `start`.
@@ -148,25 +150,26 @@ class Daemon:
         self.filters = load_directory(config.filters_directory)
         self.state = state or State(config.state.path, clock=clock)
         self.backend = backend or (Backend(Executor(), config) if enforce else None)
-        self.scorer = Scorer(config.scoring, tallies(self.filters) or None)
-        self.decider: Decider | None = None
-        self.followers = [self._follower(name, src) for name, src in config.sources.items()]
+        self.pipeline: Pipeline | None = None
+        self.followers: list[_Follower] = []
         self.counts: Counter[str] = Counter()
         self._pending: list[Ban] = []
         self._pending_since = 0.0
-        self._requests: queue.Queue[tuple[Callable[[], object], Future]] = queue.Queue()
+        self._requests: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
         self._reload_asked = False     # set by SIGHUP's handler: a plain flag, which takes no lock
         self._stop_asked = False       # set by SIGTERM's and SIGINT's
         self._waker = _Waker()
         self._watch: Watch | None = None
-        self._server = ControlServer(config.control.socket, _Handler(self), config.control.group) \
+        self._server = ControlServer(config.control.socket, Operations(self), config.control.group) \
             if control else None
         if metrics is None:
             metrics = Exporter() if config.metrics.listen else NullMetrics()
         self.metrics: Metrics = metrics
         self._census = Census()
         self._read_at = 0.0      # time.monotonic() when the chunk being dealt with was read
-        self._reads_kernel = enforce and backend is None
+        # The daemon lists the kernel itself (status, scrapes, reconciles) with a context of its own;
+        # not with a backend given (a test's), which may be on a namespace's kernel.
+        self.reads_kernel = enforce and backend is None
         self._reader: Executor | None = None
         self._reader_lock = threading.Lock()
         self._helper: ThreadPoolExecutor | None = None
@@ -179,7 +182,7 @@ class Daemon:
         self._scores_events = -1  # counts["events"] at the last save of the scorer
         # The kernel's figures, for scrapes and `status` alike: read on a thread of their own, never
         # waited for more than half a second (a million bans take most of a minute to list).
-        self.kernel_figures = Cached(lambda: self._read_kernel())
+        self.kernel_figures = Cached(lambda: self.read_kernel())
         self.metrics.watch(self._take_census, self.kernel_figures)
 
     # --- start-up ---
@@ -202,15 +205,35 @@ class Daemon:
                      self.config.nftables.table, plan.bans, time.perf_counter() - started)
             if self.state.created:
                 self._adopt(stored, now)
-        if self._reads_kernel:
+        if self.reads_kernel:
             # Now, not at the first scrape: libnftables ends the process when it cannot open its netlink
             # socket, and by then the descriptors may have run out.
             self._reading_backend()
-        self.decider = Decider(self.config, self.state, own_addresses=host_addresses())
+        self.pipeline = Pipeline.build(self.config, self.filters, self.state, clock=self.clock,
+                                       own_addresses=host_addresses())
+        self.followers = [self._follower(name, src) for name, src in self.config.sources.items()]
         self._restore_scores()
-        self.scorer.split_around(self.decider.protected)
         if self._server is not None:
             self._server.start()
+
+    @property
+    def scorer(self) -> Scorer:
+        return self._pipeline().scorer
+
+    @property
+    def decider(self) -> Decider:
+        return self._pipeline().decider
+
+    def _backend(self) -> Backend:
+        """The backend, where only an enforcing daemon gets (an adoption, a repair, a reconcile)."""
+        if self.backend is None:
+            raise RuntimeError("the daemon does not enforce")
+        return self.backend
+
+    def _pipeline(self) -> Pipeline:
+        if self.pipeline is None:
+            raise RuntimeError("the daemon is not started")
+        return self.pipeline
 
     # --- scores across restarts ---
 
@@ -223,54 +246,31 @@ class Daemon:
         saved = self.state.load_scores()
         if saved is not None:
             version, _, positions, snapshot = saved
-            scorer = Scorer.restore(snapshot, self.config.scoring, tallies(self.filters) or None) \
-                if version == __version__ else None
-            if scorer is None:
+            restored = self._pipeline().restored(snapshot, self.config.scoring) if version == __version__ else None
+            if restored is None:
                 log.info("scores of the last run not taken up (adaptive %s, or another scoring configuration): "
                          "scoring starts afresh", version)
             else:
-                self.scorer = scorer
+                self.pipeline = restored
                 events = sum(self._catch_up(name, position) for name, position in positions.items())
                 log.info("scores of the last run taken up: %d source(s), %d event(s) since caught up",
-                         len(scorer), events)
+                         len(restored.scorer), events)
         self._save_scores()
 
     def _catch_up(self, name: str, since: Position | None) -> int:
         """Feed the scorer the events of `name`'s lines from `since` (None: the start of a file that
-        came after the snapshot) to its committed position (the same file only: a rotation in between
-        leaves them out, said). Returns how many."""
+        came after the snapshot) to its committed position (the same file only: the source leaves out
+        a rotation in between, said). Returns how many."""
         now = self.state.load_position(name)
         follower = next((f for f in self.followers if f.source.name == name), None)
-        if since is None and now is not None:
-            since = Position(now.device, now.inode, 0, now.fingerprint)
-        if now is None or since is None or follower is None or (now.inode == since.inode
-                                                                 and now.offset <= since.offset):
+        if now is None or follower is None:
             return 0
-        # A file that had no complete line when the snapshot was taken has no fingerprint in it yet.
-        if (now.device, now.inode) != (since.device, since.inode) or since.fingerprint not in ("", now.fingerprint):
-            log.info("source %s: rotated since the scores were saved; the lines in between are not scored again",
-                     name)
-            return 0
-        try:
-            fd = os.open(follower.source.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            return 0
-        engine, events, offset = Engine(self.filters, YearGuess(self.clock())), 0, since.offset
-        try:
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != (now.device, now.inode):
-                return 0
-            while offset < now.offset:
-                data = os.pread(fd, min(READ_SLICE, now.offset - offset), offset)
-                cut = data.rfind(b"\n") + 1 if offset + len(data) < now.offset else len(data)
-                if not data or not cut:
-                    break
-                for _, event in engine.scan(data[:cut]):
-                    events += 1
-                    self.scorer.feed(event)     # its offences were decided the first time
-                offset += cut
-        finally:
-            os.close(fd)
+        pipeline = self._pipeline()
+        engine, feed, events = pipeline.engine(), pipeline.scorer.feed, 0
+        for data in follower.source.reread(since, now):
+            for _, event in engine.scan(data):
+                events += 1
+                feed(event)     # its offences were decided the first time
         return events
 
     def _save_scores(self, force: bool = True) -> None:
@@ -285,12 +285,18 @@ class Daemon:
             self.state.save_scores(__version__, positions, self.scorer.snapshot())
         self._scores_saved_at, self._scores_events = time.monotonic(), self.counts["events"]
 
+    def _watching(self) -> Watch:
+        """A started watch of every source's paths, waking the loop."""
+        watch = Watch((path for f in self.followers for path in f.source.watched()), on_change=self.wake)
+        watch.start()
+        return watch
+
     def _adopt(self, stored: dict[str, float | None], now: float) -> None:
         """Record the bans the kernel holds that the state does not: after the database was lost (moved
         aside, or deleted), the table kept them. Only then is the kernel listed (a listing costs time
         that grows with the square of a set's size); otherwise the state is the record."""
-        adopted = [BanRecord(_target(b), now, None if b.expires is None else now + b.expires, "adopted", 0.0,
-                             {}, None, 1, "manual") for b in self.backend.list() if _target(b) not in stored]
+        adopted = [BanRecord(b.target, now, None if b.expires is None else now + b.expires, "adopted", 0.0,
+                             {}, None, 1, "manual") for b in self._backend().list() if b.target not in stored]
         if adopted:
             log.warning("%d ban(s) in the kernel were not in the state (a lost or new database): "
                         "kept and recorded", len(adopted))
@@ -299,12 +305,11 @@ class Daemon:
     # --- the loop ---
 
     def run(self, stop: threading.Event) -> None:
-        if self.decider is None:
+        if self.pipeline is None:
             self.start()
-        self._watch = Watch((str(f.source.path) for f in self.followers), on_change=self.wake)
-        self._watch.start()
+        self._watch = self._watching()
         watchdog = Watchdog.from_environment()   # None unless systemd asked for pings
-        log.info("following %s", ", ".join(f"{f.source.name}={f.source.path}" for f in self.followers))
+        log.info("following %s", ", ".join(f"{f.source.name}={f.source.where}" for f in self.followers))
         notify(READY=1, STATUS=f"following {len(self.followers)} log(s)")
         try:
             while not (stop.is_set() or self._stop_asked):
@@ -408,8 +413,9 @@ class Daemon:
                     ", ".join(missing), len(restore))
         self._count_repair(missing)
         started = time.perf_counter()
+        backend = self._backend()
         try:
-            self._kernel("apply", lambda: self.backend.apply(restore=restore).bans)
+            self.kernel_change("apply", lambda: backend.apply(restore=restore).bans)
         except (NftablesError, ValueError) as e:
             log.error("the kernel refused the repair of table inet %s: %s", self.config.nftables.table, e)
         else:
@@ -428,7 +434,7 @@ class Daemon:
         longer matches its end, is banned again with the time it has left. The listing (1.7 s at
         100,000 bans, mostly in C) runs on the helper thread; this starts it, and a later call takes
         its result. Returns how many bans were put right once one is done, else None."""
-        if self.backend is None or not self._reads_kernel:
+        if self.backend is None or not self.reads_kernel:
             return None
         if self._reconciling is None:
             if now or time.monotonic() - self._reconciled_at >= self.config.nftables.reconcile_every:
@@ -447,7 +453,7 @@ class Daemon:
 
     def _list_kernel(self) -> dict[str, int | None]:
         """The kernel's bans, target -> seconds left (None: never lifted), with the reader's context."""
-        return {_target(b): b.left for b in self._reading_backend().list()}
+        return {b.target: b.left for b in self._reading_backend().list()}
 
     def _reading_backend(self) -> Backend:
         """A backend on the readers' own libnftables context, for listings off the loop's thread."""
@@ -471,16 +477,20 @@ class Daemon:
                 continue
             have = kernel[target]
             # A listing is a moment old; a drift of a minute (or 1% of a long ban) is worth mending.
-            if (have is None) != (left is None) or (left is not None and abs(have - left) > max(60, left / 100)):
+            if have is None or left is None:
+                if (have is None) != (left is None):
+                    fix.append(ban)
+            elif abs(have - left) > max(60, left / 100):
                 fix.append(ban)
         if fix:
-            missing = sum(1 for b in fix if _target(b) not in kernel)
+            missing = sum(1 for b in fix if b.target not in kernel)
             log.warning("the kernel and the state disagreed on %d ban(s) (%d missing, %d with another "
                         "time left): put right", len(fix), missing, len(fix) - missing)
             self.metrics.repair("elements")
             self.counts["reconciled"] += len(fix)
+            backend = self._backend()
             try:
-                self._kernel("ban", lambda: self.backend.ban(fix))
+                self.kernel_change("ban", lambda: backend.ban(fix))
             except (NftablesError, ValueError) as e:
                 if not (isinstance(e, NftablesError) and self.watch_kernel(force=True)):
                     log.error("the kernel refused %d ban(s) put right: %s", len(fix), e)
@@ -515,7 +525,7 @@ class Daemon:
             log.error("%s: still cannot write the state database (%s): %d change(s) wait in memory",
                       self.config.state.path, self.state.write_error, self.state.unwritten)
 
-    def _poll(self, source: FileSource) -> list[Chunk]:
+    def _poll(self, source: Source) -> list[Chunk]:
         """`source.poll()`, noting when the lines were read (a ban's latency counts from there) and
         counting a new read error."""
         before = source.error
@@ -528,12 +538,11 @@ class Daemon:
     def _event(self, event: Event) -> None:
         if self.on_event is not None:
             self.on_event(event)
-        for offence in self.scorer.feed(event):
-            for decision in self.decider.decide(offence):
-                self.counts[f"decisions_{decision.outcome.value}"] += 1
-                self.metrics.decision(decision.reason, decision.outcome.value)
-                if decision.outcome is Outcome.BAN:
-                    self._enqueue(decision)
+        for decision in self._pipeline().feed(event):
+            self.counts[f"decisions_{decision.outcome.value}"] += 1
+            self.metrics.decision(decision.reason, decision.outcome.value)
+            if decision.outcome is Outcome.BAN:
+                self._enqueue(decision)
 
     def _enqueue(self, decision: Decision) -> None:
         if not self._pending:
@@ -547,10 +556,11 @@ class Daemon:
         if not self._pending:
             return
         bans, self._pending = self._pending, []
-        if self.backend is None:
+        backend = self.backend
+        if backend is None:
             return
         try:
-            self._kernel("ban", lambda: self.backend.ban(bans))
+            self.kernel_change("ban", lambda: backend.ban(bans))
         except (NftablesError, ValueError) as e:
             # A set that vanished (another tool's flush) is repaired with every live ban of the state,
             # these among them; anything else: the state has them, the next start puts them back.
@@ -562,7 +572,7 @@ class Daemon:
         else:
             self.metrics.banned(time.monotonic() - self._read_at, len(bans))
 
-    def _kernel(self, operation: str, change: Callable[[], int]) -> int:
+    def kernel_change(self, operation: str, change: Callable[[], int]) -> int:
         """Make one change of the kernel (`change` returns how many bans it carried), timed for the
         metrics; a refusal is counted as an nft error, and raised."""
         started = time.perf_counter()
@@ -581,23 +591,23 @@ class Daemon:
         return self.call(lambda: self._census.take(self.followers, self.scorer, self.state.live_count(self.clock()),
                                                    self.state.unwritten), CENSUS_TIMEOUT)
 
-    def _read_kernel(self) -> KernelFigures | None:
+    def read_kernel(self) -> KernelFigures | None:
         """The kernel's figures, read by a scrape's or `status`'s thread with a libnftables context of
         its own (never the loop's backend): a listing of 100,000 bans takes 0.7 s, most of it in C with
         the interpreter free, and on the loop it would hold every ban behind it."""
-        if not self._reads_kernel:
+        if not self.reads_kernel:
             return None
         started = time.perf_counter()
         sizes, counters = self._reading_backend().figures()
-        return KernelFigures({(name, f"ipv{BAN_SET.fullmatch(name)[1]}"): n for name, n in sizes.items()},
+        return KernelFigures({(name, f"ipv{_family(name)}"): n for name, n in sizes.items()},
                              {name: (c.packets, c.bytes) for name, c in counters.items()},
                              time.perf_counter() - started)
 
     # --- the control socket's requests, run on this thread ---
 
-    def call(self, work: Callable[[], object], timeout: float = 60.0) -> object:
+    def call(self, work: Callable[[], T], timeout: float = 60.0) -> T:
         """Run `work` on the daemon's thread and return its result (from the control thread)."""
-        future: Future = Future()
+        future: Future[T] = Future()
         self._requests.put((work, future))
         self.wake()
         return future.result(timeout)
@@ -617,7 +627,7 @@ class Daemon:
 
     # --- reload ---
 
-    def reload(self) -> dict:
+    def reload(self) -> ReloadReply:
         """Read the configuration and filters again and apply them, atomically: a bad new configuration
         (or one the kernel refuses) is rejected whole and the running one stays."""
         try:
@@ -629,11 +639,12 @@ class Daemon:
             problems = getattr(e, "problems", None) or [str(e)]
             raise ControlError("\n".join(problems), "failed") from None
         changes = []
-        if self.backend is not None:
+        backend = self.backend
+        if backend is not None:
             # A table that lost anything (another tool's flush) gets every live ban back with the
             # apply; a whole one keeps its bans in place.
             try:
-                missing = self.backend.missing()
+                missing = backend.missing()
             except (NftablesError, OSError):
                 missing = ["table"]
             now = self.clock()
@@ -642,7 +653,7 @@ class Daemon:
                 self._count_repair(missing)
                 changes.append(f"{', '.join(missing)} gone: {len(restore)} ban(s) restored")
             try:
-                self._kernel("apply", lambda: self.backend.apply(config, restore=restore).bans)
+                self.kernel_change("apply", lambda: backend.apply(config, restore=restore).bans)
             except (NftablesError, ValueError) as e:
                 # Checked a moment ago, yet refused: the old table stands (one transaction), and so does
                 # the running configuration.
@@ -650,24 +661,24 @@ class Daemon:
             changes.append("ruleset applied")
         if config.metrics.listen != self.config.metrics.listen:
             changes.append("metrics.listen takes effect at the next start")
-        if config.scoring != self.config.scoring or filters != self.filters:
-            self.scorer = Scorer(config.scoring, tallies(filters) or None)
+        rescore = config.scoring != self.config.scoring or filters != self.filters
+        if rescore:
             changes.append("scoring restarted")
-        self.decider = Decider(config, self.state, own_addresses=host_addresses())
-        self.scorer.split_around(self.decider.protected)
+        self.pipeline = Pipeline.build(config, filters, self.state, clock=self.clock,
+                                       own_addresses=host_addresses(),
+                                       scorer=None if rescore else self._pipeline().scorer)
         if filters != self.filters:
             changes.append("filters reloaded")
         for f in self.followers:
-            f.engine = Engine(filters, YearGuess(self.clock()))
+            f.engine = self.pipeline.engine()
         known = {f.source.name: f for f in self.followers}
         followers = []
         for name, src in config.sources.items():
             old = known.pop(name, None)
-            if old is not None and old.source.path == src.path:
-                old.source.follow_symlinks, old.source.owners = src.follow_symlinks, frozenset(src.owners)
+            if old is not None and old.source.reconfigure(src):
                 followers.append(old)
             else:
-                followers.append(self._follower(name, src, filters))
+                followers.append(self._follower(name, src))
                 changes.append(f"source {name} = {src.path}")
         for gone in known.values():
             gone.source.close()
@@ -675,15 +686,14 @@ class Daemon:
         self.followers, self.filters, self.config = followers, filters, config
         if self._watch is not None:
             self._watch.stop()
-            self._watch = Watch((str(f.source.path) for f in self.followers), on_change=self.wake)
-            self._watch.start()
+            self._watch = self._watching()
         log.info("configuration reloaded: %s", "; ".join(changes) or "nothing changed")
         return {"reloaded": True, "changes": changes}
 
     # --- the end ---
 
     def helper(self) -> ThreadPoolExecutor:
-        """A thread for kernel work that may run beside the loop's own (see `_Handler._ban`)."""
+        """A thread for kernel work that may run beside the loop's own (see `ops.ban`)."""
         if self._helper is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="adaptive-kernel")
         return self._helper
@@ -693,7 +703,7 @@ class Daemon:
             self._helper.shutdown()
         self.metrics.close()
         self._flush()
-        if self.decider is not None:
+        if self.pipeline is not None:
             self._save_scores()
         if self._server is not None:
             self._server.stop()
@@ -707,10 +717,8 @@ class Daemon:
         self.state.close()
         self._waker.close()     # last: the threads that wake the loop are gone
 
-    def _follower(self, name: str, src: SourceConfig, filters: list[Filter] | None = None) -> _Follower:
-        return _Follower(FileSource(name, src.path, self.state, start=src.start, max_chunk=READ_SLICE,
-                                    follow_symlinks=src.follow_symlinks, owners=src.owners),
-                         Engine(filters or self.filters, YearGuess(self.clock())))
+    def _follower(self, name: str, src: SourceConfig) -> _Follower:
+        return _Follower(open_source(name, src, self.state, max_chunk=READ_SLICE), self._pipeline().engine())
 
 
 def _restore(stored: dict[str, float | None], now: float) -> list[Ban]:
@@ -729,167 +737,9 @@ def _ban_of(target: str, end: float | None, now: float) -> Ban | None:
         return None
 
 
-def _target(ban: Ban) -> str:
-    return ban.key if ban.host else f"{ban.key}/{ban.prefixlen}"
-
-
-class _Handler:
-    """The control socket's operations; each runs on the daemon's thread through `Daemon.call`."""
-
-    def __init__(self, daemon: Daemon):
-        self.d = daemon
-
-    def ban(self, targets: list[Target], duration: float | None, reason: str | None, force: bool) -> dict:
-        return self.d.call(lambda: self._ban(targets, duration, reason or "manual", force))
-
-    def _ban(self, targets: list[Target], duration: float | None, reason: str, force: bool) -> dict:
-        d = self.d
-        seconds: int | None
-        if duration is None:
-            seconds = d.decider.profile(reason).duration(1)
-        else:
-            seconds = None if math.isinf(duration) else max(1, min(LONGEST, round(duration)))
-        refused, fit = [], []
-        for target in targets:
-            # Addresses always have a set; a prefix needs one for its length.
-            try:
-                if d.backend is not None and not target.host:
-                    d.backend.layout.set_for(target.version, target.address, target.length)
-                fit.append(target)
-            except ValueError as e:
-                refused.append({"target": target.text, "reason": str(e)})
-        screened = d.decider.screen(fit, force)
-        refused += [{"target": t, "reason": why} for t, why in screened.refused]
-        banned = screened.passed
-        kernel: Future | None = None
-        if d.backend is not None and banned:
-            # libnftables and SQLite each spend most of a 100,000-line import in C, without the GIL:
-            # the kernel takes the bans on a helper thread while this one records them (the state's
-            # connection stays on this thread). Together, a third quicker than one after the other.
-            kernel = d.helper().submit(d._kernel, "ban", lambda: d.backend.ban_targets(banned, seconds))
-        try:
-            d.decider.record_manual(banned, seconds, reason)
-        finally:
-            if kernel is not None:
-                wait([kernel])
-        if kernel is not None and kernel.exception() is not None:
-            # Into a set that vanished (another tool's flush): the repair puts them in with the rest.
-            if not (isinstance(kernel.exception(), NftablesError) and d.watch_kernel(force=True)):
-                kernel.result()
-        d.counts["manual_bans"] += len(banned)
-        d.metrics.manual(bans=len(banned))
-        return {"banned": [t.text for t in banned], "refused": refused, "duration": seconds}
-
-    def unban(self, targets: list[str], all: bool) -> dict:
-        return self.d.call(lambda: self._unban(targets, all))
-
-    def _unban(self, targets: list[str], everything: bool) -> dict:
-        d = self.d
-        if everything:
-            targets = [r.target for r in d.state.live_bans(d.clock(), outcome=None)]
-            if d.backend is not None:
-                targets = list(dict.fromkeys(targets + [_target(b) for b in d.backend.list()]))
-        unbanned, missing = [], []
-        for target in targets:
-            (unbanned if d.decider.unban(target) else missing).append(target)
-            d.scorer.forgive(target)
-        if d.backend is not None and targets:
-            try:
-                d._kernel("unban", lambda: d.backend.unban(targets))
-            except NftablesError:
-                # A table that lost a set is repaired from the state, which no longer has these.
-                if not d.watch_kernel(force=True):
-                    raise
-        d.counts["manual_unbans"] += len(unbanned)
-        d.metrics.manual(unbans=len(unbanned))
-        return {"unbanned": unbanned, "not_banned": missing}
-
-    def list(self) -> list[dict]:
-        return self.d.call(self._list)
-
-    def _list(self) -> list[dict]:
-        now = self.d.clock()
-        return [{"target": r.target, "left": None if r.end is None else max(0.0, r.end - now),
-                 "reason": r.reason, "count": r.count, "origin": r.origin}
-                for r in sorted(self.d.state.live_bans(now), key=lambda r: r.start)]
-
-    def status(self) -> dict:
-        status = self.d.call(self._status)
-        # Counted off the loop, with a libnftables context of its own, on a thread that status waits
-        # for a quarter of a second at most: listing 100,000 bans takes most of a second, 1,000,000
-        # most of a minute, and neither the loop nor the admin may wait for that.
-        try:
-            figures = self.d.kernel_figures(fresh=True)
-        except (NftablesError, OSError) as e:
-            # The rest of the status still says what the daemon does; the kernel's count is unknown.
-            status["kernel_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
-            return status
-        if figures is not None:
-            status["bans"] = sum(figures.bans.values())
-        if self.d.kernel_figures.reading:
-            # Still counting (a million bans take most of a minute): the count shown is the last one.
-            status["kernel_counting"] = True
-        elif self.d.enforce and not self.d.config.decisions.dry_run and status["bans"] is not None \
-                and status["bans"] != status["bans_state"]:
-            # Seconds apart, a ban may lapse in one and not yet in the other; more is worth saying.
-            status["disagree"] = (f"the kernel holds {status['bans']} ban(s), the state "
-                                  f"{status['bans_state']}")
-        return status
-
-    def _status(self) -> dict:
-        d = self.d
-        sources = []
-        for f in d.followers:
-            position = f.source.position
-            offset = position.offset if position is not None else None
-            try:
-                size = f.source.path.stat().st_size
-            except OSError:
-                size = None
-            sources.append({"name": f.source.name, "path": str(f.source.path), "position": offset,
-                            "lag": None if size is None or offset is None else max(0, size - offset),
-                            "lines": f.engine.counts.lines, "error": f.source.error})
-        decisions = {k.removeprefix("decisions_"): v for k, v in d.counts.items() if k.startswith("decisions_")}
-        bans = None   # `status` counts the kernel's, when it reads the kernel itself
-        in_state = d.state.live_count(d.clock())
-        if not d._reads_kernel:
-            bans = len(d.backend.list()) if d.backend is not None else in_state
-        return {"version": __version__, "uptime": d.clock() - d.started, "dry_run": d.config.decisions.dry_run,
-                "sources": sources, "events": d.counts["events"], "decisions": decisions, "bans": bans,
-                "bans_state": in_state, "repairs": d.counts["repairs"], "tracked": len(d.scorer),
-                **({"state_error": d.state.write_error, "state_unwritten": d.state.unwritten}
-                   if d.state.unwritten else {})}
-
-    def explain(self, address: str) -> dict:
-        return self.d.call(lambda: self._explain(address))
-
-    def _explain(self, address: str) -> dict:
-        d = self.d
-        now = d.clock()
-        try:
-            scored = d.scorer.explain(address)
-        except ValueError:
-            scored = None
-        net = parse_target(address)
-        record = d.state.ban(str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net))
-        if record is None and scored is not None:
-            record = d.state.ban(scored["target"])
-        ban = None
-        if record is not None and record.live(now):
-            ban = {"reason": record.reason, "left": None if record.end is None else record.end - now,
-                   "origin": record.origin, "rules": record.rules, "score": record.score}
-        target = record.target if record is not None else (scored or {}).get("target", address)
-        entry = allowlisted(address, d.config.allowlist.addresses)
-        # The scorer keeps each source's leading rules, not every event; a ban keeps those that made it.
-        rules = dict((scored or {}).get("rules") or {})
-        if ban is not None:
-            for rule, count in (ban.get("rules") or {}).items():
-                rules[rule] = max(count, rules.get(rule, 0))
-        return {"target": target, "ban": ban, "scoring": scored, "rules": rules,
-                "score": None if scored is None else scored.get("score"),
-                "threshold": d.config.scoring.threshold,
-                "history": d.state.history(target),
-                "allowlisted": None if entry is None else str(entry)}
-
-    def reload(self) -> dict:
-        return self.d.call(self.d.reload)
+def _family(ban_set: str) -> str:
+    """The IP version a ban set's name says ("ban6_64" -> "6")."""
+    match = BAN_SET.fullmatch(ban_set)
+    if match is None:
+        raise ValueError(f"{ban_set!r} is not the name of a ban set")
+    return match[1]
