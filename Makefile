@@ -13,7 +13,7 @@ run: setup
 # ruff (the rule set in pyproject.toml) over the code, tests and benchmarks, and mypy over adaptive/
 # (its modules that do not pass yet are listed there, a list that only shrinks). make test runs it first.
 lint: setup
-	.venv/bin/ruff check adaptive tests bench
+	.venv/bin/ruff check adaptive tests bench demo
 	.venv/bin/mypy
 
 test: lint
@@ -26,7 +26,7 @@ bench: setup
 
 # The scene of the end-to-end tests, attacked while it prints what happens; torn down at the end.
 demo: setup
-	$(PY) tests/demo.py
+	$(PY) demo/demo.py
 
 clean:
 	rm -rf .venv .pytest_cache build *.egg-info

@@ -1,6 +1,6 @@
 """`make demo`: the project at work in about a minute, on the test scene (tests/scene.py).
 
-    .venv/bin/python tests/demo.py [--keep]
+    .venv/bin/python demo/demo.py [--keep]
 
 Brings the scene up (Postfix, Dovecot and `adaptive run` in a network namespace, clients in a peer
 namespace: nothing touches the host's own network or firewall), then, printing what happens as it
@@ -25,7 +25,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from scene import (  # noqa: E402
     DOMAIN,
     MAIL4,
