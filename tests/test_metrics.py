@@ -296,9 +296,9 @@ def test_a_ban_into_a_vanished_set_repairs_the_table_with_every_live_ban(kernel_
     assert kernel_rig.value("adaptive_repairs_total", what="table") == 0
     assert kernel_rig.value("adaptive_ban_latency_seconds_count") == 1
     backend.gone = ["table"]
-    assert kernel_rig.daemon.watch_kernel(force=True) == ["table"]
+    assert kernel_rig.daemon.kernel.watch(force=True) == ["table"]
     assert kernel_rig.value("adaptive_repairs_total", what="table") == 1
-    assert kernel_rig.daemon.watch_kernel(force=True) == []
+    assert kernel_rig.daemon.kernel.watch(force=True) == []
 
 
 def test_live_bans_in_the_state(kernel_rig, monkeypatch):
@@ -324,15 +324,15 @@ def test_a_manual_ban_the_kernel_refuses_is_an_error_and_stays_in_the_state(kern
 def test_status_says_when_the_kernel_cannot_be_read(kernel_rig, monkeypatch):
     daemon = kernel_rig.daemon
     monkeypatch.setattr(daemon, "call", lambda work, timeout=60.0: work())     # no loop runs here
-    monkeypatch.setattr(daemon, "reads_kernel", True)                         # as with no backend given
+    monkeypatch.setattr(daemon.kernel, "reads_kernel", True)                         # as with no backend given
 
     def refused():
         raise NftablesError("Could not process rule: Operation not permitted", {})
-    monkeypatch.setattr(daemon, "read_kernel", refused)
+    monkeypatch.setattr(daemon.kernel, "figures", refused)
     status = ops.Operations(daemon).status()
     assert status["kernel_error"] == "Could not process rule: Operation not permitted"
     assert status["bans"] is None and status["events"] == 0
-    monkeypatch.setattr(daemon, "read_kernel", lambda: KERNEL)
+    monkeypatch.setattr(daemon.kernel, "figures", lambda: KERNEL)
     assert ops.Operations(daemon).status()["bans"] == sum(KERNEL.bans.values())
 
 

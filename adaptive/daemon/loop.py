@@ -22,17 +22,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from adaptive import __version__
 from adaptive.config import Config, ConfigError, SourceConfig, load
+from adaptive.daemon.kernel import Enforcer
 from adaptive.daemon.ops import Operations
 from adaptive.daemon.server import ControlServer
-from adaptive.decisions import Decider, Decision, Outcome, host_addresses
-from adaptive.durations import LONGEST
+from adaptive.decisions import Decider, Outcome, host_addresses
 from adaptive.events import Event
 from adaptive.filters.engine import Engine
 from adaptive.filters.rules import FilterError, load_directory
@@ -41,19 +41,17 @@ from adaptive.metrics import (
     Cached,
     Census,
     Exporter,
-    KernelFigures,
     Metrics,
     NullMetrics,
     Snapshot,
 )
 from adaptive.nftables.backend import Backend
-from adaptive.nftables.bans import BAN_SET, Ban
 from adaptive.nftables.executor import Executor, NftablesError
 from adaptive.notify import Watchdog, notify
 from adaptive.pipeline import Pipeline
 from adaptive.scoring import Scorer
 from adaptive.sources import Chunk, Position, Source, Watch, open_source
-from adaptive.state import BanRecord, State, StateError
+from adaptive.state import State, StateError
 from adaptive.wire import ControlError, ReloadReply
 
 log = logging.getLogger(__name__)
@@ -63,9 +61,6 @@ T = TypeVar("T")
 POLL = 1.0          # seconds between polls when nothing woke us: the fallback for missed file events
 POLL_BUDGET = 0.25  # seconds of reading per source before the loop sees to requests and signals
 READ_SLICE = 1 << 20  # bytes read at once: in a ban storm (16,000 lines/s) a slice takes under a second
-FLUSH_EVERY = 0.005  # seconds a ban may wait for others to join its kernel transaction
-FLUSH_SIZE = 1000    # bans that make a kernel transaction at once
-WATCH_EVERY = 1.0    # seconds between looks at the table's sets, chains and rules (about 1 ms each)
 SOURCE_NAG = 300.0   # seconds between warnings that a source still cannot be read
 SCORES_EVERY = 60.0  # seconds between saves of the scorer (a start catches up on the lines since)
 
@@ -149,12 +144,14 @@ class Daemon:
         self.started = clock()
         self.filters = load_directory(config.filters_directory)
         self.state = state or State(config.state.path, clock=clock)
-        self.backend = backend or (Backend(Executor(), config) if enforce else None)
+        self.counts: Counter[str] = Counter()
+        if metrics is None:
+            metrics = Exporter() if config.metrics.listen else NullMetrics()
+        self.metrics: Metrics = metrics
+        self.kernel = Enforcer(config, backend or (Backend(Executor(), config) if enforce else None), self.state,
+                               metrics, self.counts, clock, reads_kernel=enforce and backend is None)
         self.pipeline: Pipeline | None = None
         self.followers: list[_Follower] = []
-        self.counts: Counter[str] = Counter()
-        self._pending: list[Ban] = []
-        self._pending_since = 0.0
         self._requests: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
         self._reload_asked = False     # set by SIGHUP's handler: a plain flag, which takes no lock
         self._stop_asked = False       # set by SIGTERM's and SIGINT's
@@ -162,27 +159,14 @@ class Daemon:
         self._watch: Watch | None = None
         self._server = ControlServer(config.control.socket, Operations(self), config.control.group) \
             if control else None
-        if metrics is None:
-            metrics = Exporter() if config.metrics.listen else NullMetrics()
-        self.metrics: Metrics = metrics
         self._census = Census()
-        self._read_at = 0.0      # time.monotonic() when the chunk being dealt with was read
-        # The daemon lists the kernel itself (status, scrapes, reconciles) with a context of its own;
-        # not with a backend given (a test's), which may be on a namespace's kernel.
-        self.reads_kernel = enforce and backend is None
-        self._reader: Executor | None = None
-        self._reader_lock = threading.Lock()
-        self._helper: ThreadPoolExecutor | None = None
-        self._watched_at = 0.0   # time.monotonic() of the last look at the table
-        self._reconciled_at = time.monotonic()   # the start has just made kernel and state agree
-        self._reconciling: Future | None = None  # the kernel's bans, being listed on the helper thread
         self._nagged: dict[str, float] = {}   # source name -> time.monotonic() of its last warning
         self._unwritable_said: float | None = None   # time.monotonic() of the last word of a refusing disk
         self._scores_saved_at = time.monotonic()
         self._scores_events = -1  # counts["events"] at the last save of the scorer
         # The kernel's figures, for scrapes and `status` alike: read on a thread of their own, never
         # waited for more than half a second (a million bans take most of a minute to list).
-        self.kernel_figures = Cached(lambda: self.read_kernel())
+        self.kernel_figures = Cached(lambda: self.kernel.figures())
         self.metrics.watch(self._take_census, self.kernel_figures)
 
     # --- start-up ---
@@ -194,21 +178,7 @@ class Daemon:
         has changed then)."""
         if self.config.metrics.listen:
             self.metrics.serve(self.config.metrics.listen)
-        now = self.clock()
-        if self.backend is not None:
-            stored = self.state.live_ends(now)
-            restore = _restore(stored, now)
-            started = time.perf_counter()
-            plan = self.backend.apply(restore=restore)
-            self.metrics.transaction("apply", time.perf_counter() - started, plan.bans)
-            log.info("ruleset applied: table inet %s, %d ban(s) from the state restored (%.2f s)",
-                     self.config.nftables.table, plan.bans, time.perf_counter() - started)
-            if self.state.created:
-                self._adopt(stored, now)
-        if self.reads_kernel:
-            # Now, not at the first scrape: libnftables ends the process when it cannot open its netlink
-            # socket, and by then the descriptors may have run out.
-            self._reading_backend()
+        self.kernel.start()
         self.pipeline = Pipeline.build(self.config, self.filters, self.state, clock=self.clock,
                                        own_addresses=host_addresses())
         self.followers = [self._follower(name, src) for name, src in self.config.sources.items()]
@@ -224,11 +194,9 @@ class Daemon:
     def decider(self) -> Decider:
         return self._pipeline().decider
 
-    def _backend(self) -> Backend:
-        """The backend, where only an enforcing daemon gets (an adoption, a repair, a reconcile)."""
-        if self.backend is None:
-            raise RuntimeError("the daemon does not enforce")
-        return self.backend
+    @property
+    def backend(self) -> Backend | None:
+        return self.kernel.backend
 
     def _pipeline(self) -> Pipeline:
         if self.pipeline is None:
@@ -291,17 +259,6 @@ class Daemon:
         watch.start()
         return watch
 
-    def _adopt(self, stored: dict[str, float | None], now: float) -> None:
-        """Record the bans the kernel holds that the state does not: after the database was lost (moved
-        aside, or deleted), the table kept them. Only then is the kernel listed (a listing costs time
-        that grows with the square of a set's size); otherwise the state is the record."""
-        adopted = [BanRecord(b.target, now, None if b.expires is None else now + b.expires, "adopted", 0.0,
-                             {}, None, 1, "manual") for b in self._backend().list() if b.target not in stored]
-        if adopted:
-            log.warning("%d ban(s) in the kernel were not in the state (a lost or new database): "
-                        "kept and recorded", len(adopted))
-            self.state.record_bans(adopted)
-
     # --- the loop ---
 
     def run(self, stop: threading.Event) -> None:
@@ -323,8 +280,8 @@ class Daemon:
                     notify(READY=1)
                 self._serve_requests()
                 self.poll_once(POLL_BUDGET)
-                self.watch_kernel()
-                self.reconcile()
+                self.kernel.watch()
+                self.kernel.reconcile()
                 self._nag_sources()
                 self._save_scores(force=False)
                 self._persist()
@@ -373,7 +330,7 @@ class Daemon:
                         for _, event in f.engine.scan(chunk.data):
                             found += 1
                             self._event(event)
-                        self._flush()
+                        self.kernel.flush()
                         f.source.commit(chunk)
                 self._serve_requests()
                 if until is not None and time.monotonic() >= until:
@@ -381,120 +338,6 @@ class Daemon:
                     break
         self.counts["events"] += found
         return found
-
-    # --- keeping the kernel true ---
-
-    def watch_kernel(self, force: bool = False) -> list[str]:
-        """Look at the table's sets, chains and rules (at most every WATCH_EVERY seconds, unless
-        `force`) and repair it if any is gone or changed; returns what was found missing.
-
-        Why a look and not netlink events: every ban the daemon makes would come back as one event per
-        element (100,000 for an import), and a look costs about a millisecond whatever the number of
-        bans; see docs/ARCHITECTURE.md."""
-        if self.backend is None or (not force and time.monotonic() - self._watched_at < WATCH_EVERY):
-            return []
-        self._watched_at = time.monotonic()
-        try:
-            missing = self.backend.missing()
-        except (NftablesError, OSError) as e:
-            log.error("cannot look at table inet %s: %s", self.config.nftables.table, e)
-            return []
-        if missing:
-            self.repair(missing)
-        return missing
-
-    def repair(self, missing: list[str]) -> None:
-        """Apply the table again with every live ban of the state, in one transaction: another tool
-        flushed the ruleset, deleted the table or part of it."""
-        now = self.clock()
-        restore = _restore(self.state.live_ends(now), now)
-        log.warning("table inet %s: %s gone (flushed or changed by another tool): applying it again "
-                    "with the %d live ban(s) of the state", self.config.nftables.table,
-                    ", ".join(missing), len(restore))
-        self._count_repair(missing)
-        started = time.perf_counter()
-        backend = self._backend()
-        try:
-            self.kernel_change("apply", lambda: backend.apply(restore=restore).bans)
-        except (NftablesError, ValueError) as e:
-            log.error("the kernel refused the repair of table inet %s: %s", self.config.nftables.table, e)
-        else:
-            log.warning("table inet %s repaired: %d ban(s) back in %.2f s", self.config.nftables.table,
-                        len(restore), time.perf_counter() - started)
-
-    def _count_repair(self, missing: list[str]) -> None:
-        """One repair, counted by each kind of part found missing ("set ban4" counts as a set)."""
-        for what in sorted({m.split()[0] for m in missing}):
-            self.metrics.repair(what)
-        self.counts["repairs"] += 1
-
-    def reconcile(self, now: bool = False) -> int | None:
-        """Compare the kernel's ban sets with the state every `nftables.reconcile_every` seconds (or
-        `now`) and put right what differs: a ban missing from the kernel, or one whose time left no
-        longer matches its end, is banned again with the time it has left. The listing (1.7 s at
-        100,000 bans, mostly in C) runs on the helper thread; this starts it, and a later call takes
-        its result. Returns how many bans were put right once one is done, else None."""
-        if self.backend is None or not self.reads_kernel:
-            return None
-        if self._reconciling is None:
-            if now or time.monotonic() - self._reconciled_at >= self.config.nftables.reconcile_every:
-                self._reconciled_at = time.monotonic()
-                self._reconciling = self.helper().submit(self._list_kernel)
-            return None
-        if not self._reconciling.done():
-            return None
-        listing, self._reconciling = self._reconciling, None
-        try:
-            kernel = listing.result()
-        except (NftablesError, OSError) as e:
-            log.error("cannot compare the kernel's bans with the state: %s", e)
-            return None
-        return self._put_right(kernel)
-
-    def _list_kernel(self) -> dict[str, int | None]:
-        """The kernel's bans, target -> seconds left (None: never lifted), with the reader's context."""
-        return {b.target: b.left for b in self._reading_backend().list()}
-
-    def _reading_backend(self) -> Backend:
-        """A backend on the readers' own libnftables context, for listings off the loop's thread."""
-        with self._reader_lock:
-            if self._reader is None:
-                self._reader = Executor()
-        return Backend(self._reader, self.config)
-
-    def _put_right(self, kernel: dict[str, int | None]) -> int:
-        now = self.clock()
-        fix = []
-        for target, end in self.state.live_ends(now).items():
-            left = None if end is None else end - now
-            if left is not None and left < 2:
-                continue                   # lapsing now in both
-            ban = _ban_of(target, end, now)
-            if ban is None:
-                continue
-            if target not in kernel:
-                fix.append(ban)
-                continue
-            have = kernel[target]
-            # A listing is a moment old; a drift of a minute (or 1% of a long ban) is worth mending.
-            if have is None or left is None:
-                if (have is None) != (left is None):
-                    fix.append(ban)
-            elif abs(have - left) > max(60, left / 100):
-                fix.append(ban)
-        if fix:
-            missing = sum(1 for b in fix if b.target not in kernel)
-            log.warning("the kernel and the state disagreed on %d ban(s) (%d missing, %d with another "
-                        "time left): put right", len(fix), missing, len(fix) - missing)
-            self.metrics.repair("elements")
-            self.counts["reconciled"] += len(fix)
-            backend = self._backend()
-            try:
-                self.kernel_change("ban", lambda: backend.ban(fix))
-            except (NftablesError, ValueError) as e:
-                if not (isinstance(e, NftablesError) and self.watch_kernel(force=True)):
-                    log.error("the kernel refused %d ban(s) put right: %s", len(fix), e)
-        return len(fix)
 
     def _nag_sources(self) -> None:
         """A source that cannot be read is said again every SOURCE_NAG seconds, not only once."""
@@ -530,7 +373,7 @@ class Daemon:
         counting a new read error."""
         before = source.error
         chunks = source.poll()
-        self._read_at = time.monotonic()
+        self.kernel.read_at = time.monotonic()
         if source.error is not None and source.error != before:
             self.metrics.error("source")
         return chunks
@@ -542,47 +385,7 @@ class Daemon:
             self.counts[f"decisions_{decision.outcome.value}"] += 1
             self.metrics.decision(decision.reason, decision.outcome.value)
             if decision.outcome is Outcome.BAN:
-                self._enqueue(decision)
-
-    def _enqueue(self, decision: Decision) -> None:
-        if not self._pending:
-            self._pending_since = time.monotonic()
-        self._pending.append(Ban(decision.target, decision.duration))
-        if len(self._pending) >= FLUSH_SIZE or time.monotonic() - self._pending_since >= FLUSH_EVERY:
-            self._flush()
-
-    def _flush(self) -> None:
-        """Send the waiting bans to the kernel in one transaction."""
-        if not self._pending:
-            return
-        bans, self._pending = self._pending, []
-        backend = self.backend
-        if backend is None:
-            return
-        try:
-            self.kernel_change("ban", lambda: backend.ban(bans))
-        except (NftablesError, ValueError) as e:
-            # A set that vanished (another tool's flush) is repaired with every live ban of the state,
-            # these among them; anything else: the state has them, the next start puts them back.
-            if isinstance(e, NftablesError) and self.watch_kernel(force=True):
-                self.metrics.banned(time.monotonic() - self._read_at, len(bans))
-                return
-            self.counts["errors_nft"] += 1
-            log.error("the kernel refused %d ban(s): %s", len(bans), e)
-        else:
-            self.metrics.banned(time.monotonic() - self._read_at, len(bans))
-
-    def kernel_change(self, operation: str, change: Callable[[], int]) -> int:
-        """Make one change of the kernel (`change` returns how many bans it carried), timed for the
-        metrics; a refusal is counted as an nft error, and raised."""
-        started = time.perf_counter()
-        try:
-            size = change()
-        except (NftablesError, ValueError):
-            self.metrics.error("nft")
-            raise
-        self.metrics.transaction(operation, time.perf_counter() - started, size)
-        return size
+                self.kernel.enqueue(decision)
 
     # --- the metrics' scrape-time figures ---
 
@@ -590,18 +393,6 @@ class Daemon:
         """The pipeline's own counts, taken on the daemon's thread (called by a scrape's thread)."""
         return self.call(lambda: self._census.take(self.followers, self.scorer, self.state.live_count(self.clock()),
                                                    self.state.unwritten), CENSUS_TIMEOUT)
-
-    def read_kernel(self) -> KernelFigures | None:
-        """The kernel's figures, read by a scrape's or `status`'s thread with a libnftables context of
-        its own (never the loop's backend): a listing of 100,000 bans takes 0.7 s, most of it in C with
-        the interpreter free, and on the loop it would hold every ban behind it."""
-        if not self.reads_kernel:
-            return None
-        started = time.perf_counter()
-        sizes, counters = self._reading_backend().figures()
-        return KernelFigures({(name, f"ipv{_family(name)}"): n for name, n in sizes.items()},
-                             {name: (c.packets, c.bytes) for name, c in counters.items()},
-                             time.perf_counter() - started)
 
     # --- the control socket's requests, run on this thread ---
 
@@ -633,32 +424,16 @@ class Daemon:
         try:
             config = load(self.config_files, self.dropins)
             filters = load_directory(config.filters_directory)
-            if self.backend is not None:
-                self.backend.check(config)
+            self.kernel.check(config)
         except (ConfigError, FilterError, ValueError, NftablesError) as e:
             problems = getattr(e, "problems", None) or [str(e)]
             raise ControlError("\n".join(problems), "failed") from None
-        changes = []
-        backend = self.backend
-        if backend is not None:
-            # A table that lost anything (another tool's flush) gets every live ban back with the
-            # apply; a whole one keeps its bans in place.
-            try:
-                missing = backend.missing()
-            except (NftablesError, OSError):
-                missing = ["table"]
-            now = self.clock()
-            restore = _restore(self.state.live_ends(now), now) if missing else []
-            if missing:
-                self._count_repair(missing)
-                changes.append(f"{', '.join(missing)} gone: {len(restore)} ban(s) restored")
-            try:
-                self.kernel_change("apply", lambda: backend.apply(config, restore=restore).bans)
-            except (NftablesError, ValueError) as e:
-                # Checked a moment ago, yet refused: the old table stands (one transaction), and so does
-                # the running configuration.
-                raise ControlError(f"the kernel refused the new ruleset: {e}", "failed") from None
-            changes.append("ruleset applied")
+        try:
+            changes = self.kernel.reload(config)
+        except (NftablesError, ValueError) as e:
+            # Checked a moment ago, yet refused: the old table stands (one transaction), and so does
+            # the running configuration.
+            raise ControlError(f"the kernel refused the new ruleset: {e}", "failed") from None
         if config.metrics.listen != self.config.metrics.listen:
             changes.append("metrics.listen takes effect at the next start")
         rescore = config.scoring != self.config.scoring or filters != self.filters
@@ -692,17 +467,9 @@ class Daemon:
 
     # --- the end ---
 
-    def helper(self) -> ThreadPoolExecutor:
-        """A thread for kernel work that may run beside the loop's own (see `ops.ban`)."""
-        if self._helper is None:
-            self._helper = ThreadPoolExecutor(1, thread_name_prefix="adaptive-kernel")
-        return self._helper
-
     def close(self) -> None:
-        if self._helper is not None:
-            self._helper.shutdown()
+        self.kernel.close()
         self.metrics.close()
-        self._flush()
         if self.pipeline is not None:
             self._save_scores()
         if self._server is not None:
@@ -711,35 +478,9 @@ class Daemon:
             self._watch.stop()
         for f in self.followers:
             f.source.close()
-        if self.backend is not None and self.config.nftables.remove_on_exit:
-            self.backend.remove()
-            log.info("table inet %s removed, as remove_on_exit asks", self.config.nftables.table)
+        self.kernel.remove_if_asked()
         self.state.close()
         self._waker.close()     # last: the threads that wake the loop are gone
 
     def _follower(self, name: str, src: SourceConfig) -> _Follower:
         return _Follower(open_source(name, src, self.state, max_chunk=READ_SLICE), self._pipeline().engine())
-
-
-def _restore(stored: dict[str, float | None], now: float) -> list[Ban]:
-    """The state's live bans (target -> end) as bans for the kernel, each with its time left."""
-    return [ban for target, end in stored.items() if (ban := _ban_of(target, end, now)) is not None]
-
-
-def _ban_of(target: str, end: float | None, now: float) -> Ban | None:
-    """A state's ban as one for the kernel, with its time left at `now` (at most LONGEST: a row written
-    before that cap, or by hand, must fail neither a start nor a reconcile). None, said, for a row
-    that is not a ban at all."""
-    try:
-        return Ban(target, None if end is None else min(LONGEST, max(1, round(end - now))))
-    except (ValueError, TypeError, OverflowError) as e:
-        log.error("the state's ban of %r cannot be restored, left out: %s", target, e)
-        return None
-
-
-def _family(ban_set: str) -> str:
-    """The IP version a ban set's name says ("ban6_64" -> "6")."""
-    match = BAN_SET.fullmatch(ban_set)
-    if match is None:
-        raise ValueError(f"{ban_set!r} is not the name of a ban set")
-    return match[1]

@@ -63,7 +63,7 @@ def ban(d: Daemon, targets: list[Target], duration: float | None, reason: str, f
         # libnftables and SQLite each spend most of a 100,000-line import in C, without the GIL:
         # the kernel takes the bans on a helper thread while this one records them (the state's
         # connection stays on this thread). Together, a third quicker than one after the other.
-        kernel = d.helper().submit(d.kernel_change, "ban", lambda: backend.ban_targets(banned, seconds))
+        kernel = d.kernel.helper().submit(d.kernel.change, "ban", lambda: backend.ban_targets(banned, seconds))
     try:
         d.decider.record_manual(banned, seconds, reason)
     finally:
@@ -71,7 +71,7 @@ def ban(d: Daemon, targets: list[Target], duration: float | None, reason: str, f
             wait([kernel])
     if kernel is not None and kernel.exception() is not None:
         # Into a set that vanished (another tool's flush): the repair puts them in with the rest.
-        if not (isinstance(kernel.exception(), NftablesError) and d.watch_kernel(force=True)):
+        if not (isinstance(kernel.exception(), NftablesError) and d.kernel.watch(force=True)):
             kernel.result()
     d.counts["manual_bans"] += len(banned)
     d.metrics.manual(bans=len(banned))
@@ -93,10 +93,10 @@ def unban(d: Daemon, targets: list[str], everything: bool) -> UnbanReply:
     backend = d.backend
     if backend is not None and targets:
         try:
-            d.kernel_change("unban", lambda: backend.unban(targets))
+            d.kernel.change("unban", lambda: backend.unban(targets))
         except NftablesError:
             # A table that lost a set is repaired from the state, which no longer has these.
-            if not d.watch_kernel(force=True):
+            if not d.kernel.watch(force=True):
                 raise
     d.counts["manual_unbans"] += len(unbanned)
     d.metrics.manual(unbans=len(unbanned))
@@ -124,7 +124,7 @@ def status(d: Daemon) -> StatusReply:
     decisions = {k.removeprefix("decisions_"): v for k, v in d.counts.items() if k.startswith("decisions_")}
     kernel = None   # `status` counts the kernel's, when it reads the kernel itself
     in_state = d.state.live_count(d.clock())
-    if not d.reads_kernel:
+    if not d.kernel.reads_kernel:
         kernel = len(d.backend.list()) if d.backend is not None else in_state
     reply: StatusReply = {
         "version": __version__, "uptime": d.clock() - d.started, "dry_run": d.config.decisions.dry_run,
