@@ -27,7 +27,7 @@ Writing a payload out, as JSON text or as an `nft -f` script, is `render`'s.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,8 +137,14 @@ def element_value(network: Network) -> Any:
 
 def _elements(networks: Iterable[Network], family: _Family) -> dict[str, list[Any]]:
     """The `elem` of an interval set holding `family`'s networks, overlaps merged; none when empty."""
-    own = [n for n in (parse_network(n) for n in networks) if n.version == family.version]
-    elem = [element_value(n) for n in ipaddress.collapse_addresses(own)]
+    nets = [parse_network(n) for n in networks]
+    # collapse_addresses takes the networks of one version, and its type says so.
+    merged: Iterator[Network]
+    if family is V4:
+        merged = ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv4Network))
+    else:
+        merged = ipaddress.collapse_addresses(n for n in nets if isinstance(n, ipaddress.IPv6Network))
+    elem = [element_value(n) for n in merged]
     return {"elem": elem} if elem else {}
 
 
