@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from prometheus_client import (
     CollectorRegistry,
@@ -432,7 +432,9 @@ class Exporter:
 
     def serve(self, listen: str) -> None:
         try:
-            self._server = _Endpoint(host_port(listen), MetricsHandler.factory(self.registry))
+            # factory() is annotated `type`; what it returns is a subclass of MetricsHandler.
+            handler = cast(type[MetricsHandler], MetricsHandler.factory(self.registry))
+            self._server = _Endpoint(host_port(listen), handler)
             self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
             self._thread.start()
         except (OSError, ValueError, OverflowError) as e:
@@ -468,7 +470,7 @@ class _Endpoint(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], handler: type):
+    def __init__(self, address: tuple[str, int], handler: type[MetricsHandler]):
         host = address[0]
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
@@ -606,12 +608,12 @@ def kernel_families(k: KernelFigures) -> Iterator[Metric]:
              if name.startswith(_RATE_LIMIT) and name[len(_RATE_LIMIT):].isdigit()]
     if ports:
         for i, unit in enumerate(("packets", "bytes")):
-            family = CounterMetricFamily(f"adaptive_rate_limit_dropped_{unit}", f"{unit.capitalize()} of "
-                                         "new connections dropped over a port's rate limit, per port.",
-                                         labels=["port"])
+            dropped = CounterMetricFamily(f"adaptive_rate_limit_dropped_{unit}", f"{unit.capitalize()} of "
+                                          "new connections dropped over a port's rate limit, per port.",
+                                          labels=["port"])
             for port, value in sorted(ports):
-                family.add_metric([str(port)], value[i])
-            yield family
+                dropped.add_metric([str(port)], value[i])
+            yield dropped
     for name, (prefix, what) in _DROPS.items():
         if name in k.counters:
             for i, unit in enumerate(("packets", "bytes")):

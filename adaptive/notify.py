@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
+from typing import TextIO
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +102,13 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(f"<{priority}>{line}" for line in text.split("\n"))
 
 
-def to_journal(stream: object = None, environ: Mapping[str, str] | None = None) -> bool:
+def to_journal(stream: TextIO | None = None, environ: Mapping[str, str] | None = None) -> bool:
     """True when `stream` (stderr) is connected to journald, as `$JOURNAL_STREAM` says (device:inode)."""
     environ = os.environ if environ is None else environ
     stream = sys.stderr if stream is None else stream
     try:
         device, inode = environ.get("JOURNAL_STREAM", "").split(":")
-        st = os.fstat(stream.fileno())  # type: ignore[attr-defined]
+        st = os.fstat(stream.fileno())
     except (ValueError, OSError, AttributeError):
         return False
     return (str(st.st_dev), str(st.st_ino)) == (device, inode)

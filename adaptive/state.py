@@ -14,11 +14,12 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from adaptive.sources.position import Position
 
@@ -148,8 +149,10 @@ class State:
         self.write_error: str | None = None     # why the disk refuses the writes that wait, if it does
         self._db = self._open(migrations)
         self._depth = 0                         # transactions open inside one another
-        self._current: list[tuple] = []         # this transaction's writes: (key, sql, params, many)
-        self._unwritten: dict[object, tuple] = {}   # writes a refused commit left: key -> (sql, params, many)
+        # this transaction's writes: (key, sql, params, many)
+        self._current: list[tuple[object, str, Sequence[Any], bool]] = []
+        # writes a refused commit left: key -> (sql, params, many)
+        self._unwritten: dict[object, tuple[str, Sequence[Any], bool]] = {}
         self._serial = 0                        # a key for the writes that have none
         self._broken: sqlite3.OperationalError | None = None   # a write of this transaction that failed
 
@@ -358,7 +361,7 @@ class State:
         """How many changes wait for the disk to take them (0: the database has everything)."""
         return len(self._unwritten)
 
-    def _write(self, sql: str, params: object = (), many: bool = False, key: object = None) -> int:
+    def _write(self, sql: str, params: Sequence[Any] = (), many: bool = False, key: object = None) -> int:
         """Run one write inside a transaction, remembered until it is committed; the rows it changed.
         `key`: a later write with the same key replaces this one among those waiting for the disk."""
         with self.transaction():
@@ -436,15 +439,16 @@ class State:
         self.close()
 
     def _open(self, migrations: tuple[tuple[str, ...], ...]) -> sqlite3.Connection:
-        if self.path != MEMORY:
-            _make_directory(self.path.parent)
+        path = self.path
+        if isinstance(path, Path):      # not MEMORY
+            _make_directory(path.parent)
         try:
-            db = _connect(self.path)
+            db = _connect(path)
         except _Corrupt as e:
-            if self.path == MEMORY:
-                raise StateError(f"{self.path}: {e}") from None
-            self.moved_aside = self._move_aside(str(e))
-            db = _connect(self.path)
+            if not isinstance(path, Path):
+                raise StateError(f"{path}: {e}") from None
+            self.moved_aside = self._move_aside(path, str(e))
+            db = _connect(path)
         try:
             self.created = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'schema_version'"
                                       ).fetchone()[0] == 0
@@ -454,20 +458,20 @@ class State:
             raise
         return db
 
-    def _move_aside(self, reason: str) -> Path:
+    def _move_aside(self, path: Path, reason: str) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(self.clock()))
-        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        target = path.with_name(f"{path.name}.corrupt-{stamp}")
         n = 1
         while target.exists():
             n += 1
-            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}.{n}")
+            target = path.with_name(f"{path.name}.corrupt-{stamp}.{n}")
         # The journal files belong to the corrupt database: a fresh one must not replay them.
         for suffix in ("", "-wal", "-shm", "-journal"):
-            old = Path(f"{self.path}{suffix}")
+            old = Path(f"{path}{suffix}")
             if old.exists():
                 old.rename(f"{target}{suffix}")
         log.warning("%s: the state database is corrupt (%s); moved it aside to %s and started a "
-                    "fresh one: saved positions and bans are forgotten", self.path, reason, target)
+                    "fresh one: saved positions and bans are forgotten", path, reason, target)
         return target
 
 

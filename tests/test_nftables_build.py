@@ -14,13 +14,13 @@ from adaptive import config as config_module
 from adaptive.addresses import read
 from adaptive.nftables.backend import Backend
 from adaptive.nftables.bans import Ban, Counter, parse_network, read_bans, read_counters
+from adaptive.nftables.render import render_text
 from adaptive.nftables.ruleset import (
     Layout,
     build_ban,
     build_ban_targets,
     build_ruleset,
     build_unban,
-    render_text,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -455,7 +455,7 @@ def test_render_parses_back_to_the_payload():
     """The fast rendering of element lists is JSON that reads back as exactly the payload."""
     import json as _json
 
-    from adaptive.nftables.ruleset import render
+    from adaptive.nftables.render import render
     payload = {"nftables": [
         {"add": {"table": {"family": "inet", "name": "adaptive"}}},
         {"add": {"element": {"family": "inet", "table": "adaptive", "name": "ban4", "elem": [

@@ -377,7 +377,8 @@ def test_text_form_makes_the_same_table(lab, tmp_path):
     text = ('[allowlist]\naddresses = ["203.0.113.0/24", "2001:db8::/48"]\n[nftables]\naction = "reject"\n'
             '[rate_limit]\nconn_limit = 4\n[whole_host]\nenabled = true\n'
             '[outbound]\nenabled = true\nrelays = ["192.0.2.2"]\nusers = ["root"]\n')
-    from adaptive.nftables.ruleset import build_ruleset, render_text
+    from adaptive.nftables.render import render_text
+    from adaptive.nftables.ruleset import build_ruleset
     lab.srv.call(k_apply, text)
     from_json = lab.srv.call(k_listing)
     script = tmp_path / "ruleset.nft"

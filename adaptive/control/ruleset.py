@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.cli import load_config
-    from adaptive.nftables.ruleset import build_ruleset, render_text
+    from adaptive.nftables.render import render_text
+    from adaptive.nftables.ruleset import build_ruleset
     if args.text and args.mode != "print":
         print("adaptive: --text goes with --print", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import gc
 import threading
@@ -192,6 +193,7 @@ class Backend:
                 self._runner.run(payload)
         return len(set(networks))
 
+    # Below, in the class body, `list` is this method: annotations there name `builtins.list`.
     def list(self) -> list[Ban]:
         """Every ban in the kernel, with its timeout and the time left (`expires`)."""
         with self._lock:
@@ -221,7 +223,7 @@ class Backend:
         names = set(counter_names(self._config))
         return {name: c for name, c in counters.items() if name in names}
 
-    def _existing(self, config: Config) -> tuple[Existing | None, dict[int, list[int]]]:
+    def _existing(self, config: Config) -> tuple[Existing | None, dict[int, builtins.list[int]]]:
         """What an apply in place must delete (None: there is no table), and the prefix lengths of ban
         sets the config no longer names that still hold bans (kept, with their rules, until they lapse).
         Only names are listed, which costs nothing, but for such a leftover set."""
@@ -247,7 +249,7 @@ class Backend:
                     gone.append(name)
         return Existing(tuple(chains), tuple(gone)), kept
 
-    def _listing(self, table: str, counters: bool = True) -> list[dict]:
+    def _listing(self, table: str, counters: bool = True) -> builtins.list[dict]:
         """The ban sets (with elements) and, with `counters`, everything else of `table`; nothing if it
         does not exist. With counters it is one `list table`: libnftables 1.0.6 fetches every element
         for a counter listing anyway, so one fetch serves both."""

@@ -116,7 +116,7 @@ def read_bans(listing: list[dict]) -> list[Ban]:
     for obj in listing:
         s = obj.get("set")
         match = BAN_SET.fullmatch(s["name"]) if s else None
-        if match is None:
+        if s is None or match is None:
             continue
         length = match[2]
         for elem in s.get("elem", ()):

@@ -12,7 +12,7 @@ import signal
 import threading
 from typing import Any, Protocol
 
-from adaptive.nftables.ruleset import render
+from adaptive.nftables.render import render
 
 # The signals a process gets from outside while it runs (systemd, an admin, a terminal): held back
 # during a libnftables call. Faults (SIGSEGV and the like) and SIGKILL/SIGSTOP are not among them.

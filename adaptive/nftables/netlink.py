@@ -85,7 +85,7 @@ def _dump(message: int, table_attr: int, table: str, what: str) -> list[dict[int
     """The attributes of every object a dump of `message` for `inet table` returns."""
     request = struct.pack("=BBH", NFPROTO_INET, 0, 0) + _attr(table_attr, table.encode() + b"\0")
     kind = NFNL_SUBSYS_NFTABLES << 8 | message
-    found = []
+    found: list[dict[int, bytes]] = []
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER) as sock:
         sock.bind((0, 0))
         sock.send(_HEADER.pack(_HEADER.size + len(request), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + request)
