@@ -630,3 +630,45 @@ def test_generations_rotated_away_while_the_path_was_awaited_are_read(log, store
     os.rename(log, f"{log}.1")
     log.write_bytes(b"second\n")
     assert drain(source) == b"first\nsecond\n"
+
+
+# --- the Source protocol and the registry ---
+
+def test_every_type_the_configuration_accepts_opens_a_source_and_no_other(tmp_path, store):
+    from adaptive import config
+    from adaptive.sources import SOURCE_TYPES, open_source
+    assert set(SOURCE_TYPES) == set(config.SOURCE_TYPES)
+    built = config.build({"sources": {"mail": {"type": "file", "path": str(tmp_path / "mail.log")}}}, {})
+    source = open_source("mail", built.sources["mail"], store, max_chunk=4096)
+    assert isinstance(source, FileSource) and source.where == str(tmp_path / "mail.log")
+    assert source.max_chunk == 4096 and source.watched() == (tmp_path / "mail.log",)
+    with pytest.raises(config.ConfigError, match=r"sources\.mail\.type"):
+        config.build({"sources": {"mail": {"type": "journal", "path": str(tmp_path / "mail.log")}}}, {})
+
+
+def test_reread_gives_the_committed_lines_between_two_positions_and_nothing_across_a_rotation(log, store):
+    append(log, b"one\ntwo\n")
+    source = FileSource("mail", log, store, start="beginning", max_chunk=8)
+    drain(source)
+    since = store.positions["mail"]
+    append(log, b"three\nfour\n")
+    drain(source)
+    until = store.positions["mail"]
+    assert b"".join(source.reread(since, until)) == b"three\nfour\n"
+    assert all(part.endswith(b"\n") for part in source.reread(None, until))      # slices of whole lines
+    assert b"".join(source.reread(None, until)) == b"one\ntwo\nthree\nfour\n"
+    assert list(source.reread(until, until)) == []
+    log.rename(log.with_suffix(".log.1"))
+    append(log, b"five\n")
+    drain(source)
+    assert list(source.reread(until, store.positions["mail"])) == []               # another file
+    assert source.lag() == 0
+
+
+def test_reconfigure_takes_a_section_of_the_same_path_and_refuses_another(log, store, tmp_path):
+    from adaptive import config
+    source = FileSource("mail", log, store)
+    same = config.build({"sources": {"mail": {"path": str(log), "follow_symlinks": True, "owners": [0]}}}, {})
+    assert source.reconfigure(same.sources["mail"]) and source.follow_symlinks and source.owners == {0}
+    other = config.build({"sources": {"mail": {"path": str(tmp_path / "other.log")}}}, {})
+    assert not source.reconfigure(other.sources["mail"]) and source.path == log

@@ -17,6 +17,7 @@ from adaptive.config.schema import (
     MAX_TRACKED,
     REASONS,
     SHIPPED_FILTERS,
+    SOURCE_TYPES,
     AllowlistConfig,
     BanProfile,
     Config,
@@ -37,6 +38,7 @@ from adaptive.config.schema import (
 
 __all__ = [
     "DEFAULT_CONFIG", "DEFAULT_DROPINS", "DEFAULT_WEIGHTS", "MAX_TRACKED", "REASONS", "SHIPPED_FILTERS",
+    "SOURCE_TYPES",
     "AllowlistConfig", "BanProfile", "Config", "ConfigError", "ControlConfig", "DecisionsConfig",
     "FiltersConfig", "MetricsConfig", "NftablesConfig", "OutboundConfig", "PortLimit", "RateLimitConfig",
     "ScoringConfig", "SourceConfig", "StateConfig", "WholeHostConfig",

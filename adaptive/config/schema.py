@@ -22,6 +22,9 @@ from adaptive.addresses import parse_network
 from adaptive.durations import LONGEST
 
 # adaptive/config/schema.py → the checkout's filters/
+# The kinds of source a `[sources.NAME]` section may name in `type`; `adaptive.sources` registers one
+# source for each (a test checks that they agree).
+SOURCE_TYPES = ("file",)
 SHIPPED_FILTERS = Path(__file__).resolve().parents[2] / "filters"
 
 
@@ -235,7 +238,9 @@ def _known_users(*names: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """One log file to follow; the section name (`[sources.NAME]`) names it in metrics and status."""
+    """One log to follow; the section name (`[sources.NAME]`) names it in metrics and status."""
+    # What kind of log: each type is opened by the source registered for it (`adaptive.sources`).
+    type: str = _checked("file", _one_of(*SOURCE_TYPES))
     path: Path = _checked(None, _path)
     # Where to begin when no position was saved: "end" skips history, "beginning" reads it.
     start: str = _checked("end", _one_of("end", "beginning"))

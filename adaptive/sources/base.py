@@ -88,8 +88,8 @@ def register(type_name: str, factory: Factory) -> None:
 
 
 def open_source(name: str, section: Any, store: PositionStore, *, max_chunk: int) -> Source:
-    """The source `[sources.NAME]` describes, by its `type` ("file" when the section has none)."""
-    type_name = getattr(section, "type", "file")
+    """The source `[sources.NAME]` describes (`config.SourceConfig`), by its `type`."""
+    type_name = section.type
     factory = SOURCE_TYPES.get(type_name)
     if factory is None:
         raise ValueError(f"source {name}: unknown type {type_name!r} (known: {', '.join(sorted(SOURCE_TYPES))})")
