@@ -32,7 +32,7 @@ from adaptive.config import Config, ConfigError, SourceConfig, load
 from adaptive.daemon.kernel import Enforcer
 from adaptive.daemon.ops import Operations
 from adaptive.daemon.server import ControlServer
-from adaptive.decisions import Decider, Outcome, host_addresses
+from adaptive.decisions import Decider, Decision, Outcome, host_addresses
 from adaptive.events import Event
 from adaptive.filters.engine import Engine
 from adaptive.filters.rules import FilterError, load_directory
@@ -326,10 +326,14 @@ class Daemon:
             until = None if budget is None else time.monotonic() + budget
             while chunks := self._poll(f.source):
                 for chunk in chunks:
+                    feed = self._pipeline().feed      # a reload (a request, between chunks) makes another
                     with self.state.transaction():
                         for _, event in f.engine.scan(chunk.data):
                             found += 1
-                            self._event(event)
+                            if self.on_event is not None:
+                                self.on_event(event)
+                            for decision in feed(event):
+                                self._decided(decision)
                         self.kernel.flush()
                         f.source.commit(chunk)
                 self._serve_requests()
@@ -378,14 +382,11 @@ class Daemon:
             self.metrics.error("source")
         return chunks
 
-    def _event(self, event: Event) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
-        for decision in self._pipeline().feed(event):
-            self.counts[f"decisions_{decision.outcome.value}"] += 1
-            self.metrics.decision(decision.reason, decision.outcome.value)
-            if decision.outcome is Outcome.BAN:
-                self.kernel.enqueue(decision)
+    def _decided(self, decision: Decision) -> None:
+        self.counts[f"decisions_{decision.outcome.value}"] += 1
+        self.metrics.decision(decision.reason, decision.outcome.value)
+        if decision.outcome is Outcome.BAN:
+            self.kernel.enqueue(decision)
 
     # --- the metrics' scrape-time figures ---
 
