@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adaptive import __version__
-from adaptive.addresses import Target
+from adaptive.addresses import Target, allowlisted, parse_network, text
 from adaptive.config import Config, ConfigError, SourceConfig, load
 from adaptive.control.socket import ControlError, ControlServer
-from adaptive.control.targets import allowlisted
-from adaptive.decisions import Decider, Decision, Outcome, host_addresses, parse_target
+from adaptive.decisions import Decider, Decision, Outcome, host_addresses
 from adaptive.durations import LONGEST
 from adaptive.events import Event
 from adaptive.filters.engine import Engine
@@ -870,8 +869,7 @@ class _Handler:
             scored = d.scorer.explain(address)
         except ValueError:
             scored = None
-        net = parse_target(address)
-        record = d.state.ban(str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net))
+        record = d.state.ban(text(parse_network(address)))
         if record is None and scored is not None:
             record = d.state.ban(scored["target"])
         ban = None

@@ -173,7 +173,7 @@ class Decider:
         self.clock = clock
         self.allowlist: tuple[Network, ...] = tuple(config.allowlist.addresses)
         self.own: tuple[Network, ...] = tuple(dict.fromkeys(
-            [*(parse_target(a) for a in own_addresses), *self.settings.own_addresses]))
+            [*(parse_network(a) for a in own_addresses), *self.settings.own_addresses]))
         # What no ban may cover, for the scorer to score the neighbours of each on their own.
         self.protected: tuple[Network, ...] = (*LOOPBACK, *self.own, *self.allowlist)
         # Decisions made, by outcome, plus "covered": offences inside a live ban, not decided again.
@@ -196,7 +196,7 @@ class Decider:
     def decide(self, offence: Offence) -> list[Decision]:
         """The decisions an offence leads to: a ban (or a suppressed or dry-run one), and maybe a
         ban of the prefix around it; none if its target is already banned. Records them in the state."""
-        network = parse_target(offence.target)
+        network = parse_network(offence.target)
         first = self._decide(offence.time, network, offence.reason, offence.score, dict(offence.rules),
                              offence.user, Origin.AUTOMATIC)
         if first is None:
@@ -215,17 +215,17 @@ class Decider:
         Refused for loopback and the host's own addresses, always, and for the allowlist unless
         `force`; ValueError for a target that is no address or prefix.
         """
-        network = parse_target(target)
+        network = parse_network(target)
         if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)
                                      or duration < 1):
             raise ValueError(f"{duration!r} is not a number of seconds of at least 1")
         protected = self._protection(network)
         if protected is not None:
-            what, text = protected
+            what, why = protected
             if what != "allowlist":
-                raise Refused(f"{_text(network)} is never banned: {text}")
+                raise Refused(f"{text(network)} is never banned: {why}")
             if not force:
-                raise Refused(f"{_text(network)} is allowlisted ({text}); force to ban it anyway")
+                raise Refused(f"{text(network)} is allowlisted ({why}); force to ban it anyway")
         decision = self._decide(self.clock(), network, reason, 0.0, {}, None, Origin.MANUAL, duration)
         assert decision is not None
         self._record([decision])
@@ -250,7 +250,7 @@ class Decider:
             starts, ends = guard[target.version]
             i = bisect_right(starts, target.last) - 1
             if i >= 0 and ends[i] >= target.first:
-                why = self._protection(parse_target(target.text))
+                why = self._protection(parse_network(target.text))
                 assert why is not None
                 if why[0] != "allowlist" or not force:
                     refused.append((target.text, f"{'allowlisted' if why[0] == 'allowlist' else 'never banned'}: "
@@ -301,9 +301,9 @@ class Decider:
 
     def unban(self, target: str) -> bool:
         """Forget the target's ban (its history stays, to count later bans); False if it had none."""
-        network = parse_target(target)
+        network = parse_network(target)
         self._covering.remove(network)
-        return self.state.remove_ban(_text(network))
+        return self.state.remove_ban(text(network))
 
     def profile(self, reason: str) -> BanProfile:
         profile = self._profiles.get(reason)
@@ -316,7 +316,7 @@ class Decider:
     def _decide(self, at: float, network: Network, reason: str, score: float, rules: dict[str, int],
                 user: str | None, origin: Origin, duration: int | None = _BY_PROFILE) -> Decision | None:
         """A decision about `network`; None for an automatic one inside a live ban."""
-        target = _text(network)
+        target = text(network)
         protected = self._protection(network) if origin is Origin.AUTOMATIC else None
         if protected is None and origin is Origin.AUTOMATIC and self._covering.covers(network, at):
             self.counts["covered"] += 1
@@ -377,7 +377,7 @@ class Decider:
             if d.outcome is not Outcome.SUPPRESSED:
                 records.append(BanRecord(d.target, d.time, d.end, d.reason, d.score, d.rules, d.user,
                                          d.n, d.origin.value, d.outcome.value))
-                self._covering.add(parse_target(d.target), d.end)
+                self._covering.add(parse_network(d.target), d.end)
         self.state.record_bans(records)
 
     def _protection(self, network: Network) -> tuple[str, str] | None:
@@ -390,19 +390,10 @@ class Decider:
                     if kind == "loopback":
                         return kind, "loopback"
                     if kind == "not a source":
-                        return kind, f"{_text(net)} is no client's address (unspecified, broadcast or multicast)"
+                        return kind, f"{text(net)} is no client's address (unspecified, broadcast or multicast)"
                     label = "own address" if kind == "own" else "allowlist"
-                    return kind, f"{label} {_text(net)}"
+                    return kind, f"{label} {text(net)}"
         return None
-
-
-def parse_target(value: str | Address | Network) -> Network:
-    """An address or prefix as a network (`adaptive.addresses.parse_network`); ValueError otherwise."""
-    return parse_network(value)
-
-
-def _text(network: Network) -> str:
-    return text(network)
 
 
 def host_addresses(fib_trie: str = "/proc/net/fib_trie", if_inet6: str = "/proc/net/if_inet6") -> tuple[Address, ...]:

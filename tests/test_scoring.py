@@ -454,11 +454,12 @@ def test_keys_keep_the_families_apart():
     assert keys.target(keys.key("2001:db8::1")) == "2001:db8::/64"
     assert Keys(128).target(Keys(128).key("2001:db8::1")) == "2001:db8::1"
     assert keys.parse("::ffff:192.0.2.1") == (keys.key("192.0.2.1"),) * 2
+    assert keys.parse("::ffff:192.0.2.0/120") == keys.parse("192.0.2.0/24")   # as `parse_network` maps it
     low, high = keys.parse("192.0.2.0/24")
     assert (low, high) == (keys.key("192.0.2.0"), keys.key("192.0.2.255"))
     low, high = keys.parse("2001:db8::/48")
     assert low <= keys.key("2001:db8:0:ffff::1") <= high and not low <= keys.key("2001:db8:1::1") <= high
-    with pytest.raises(ValueError, match="not an address"):
+    with pytest.raises(ValueError, match="not an IP address or prefix"):
         keys.parse("mx.example.org")
 
 

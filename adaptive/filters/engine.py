@@ -43,7 +43,6 @@ a user name costs nothing: only the captured user is decoded.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from operator import itemgetter
 
 import regex
 
+from adaptive.addresses import read_address
 from adaptive.events import Event
 from adaptive.filters.prefix import CLASSIC_TIME, ISO_TIME, LEVELS, LINE_START, TAI64N, Heads, YearGuess
 from adaptive.filters.rules import Filter, Ignore, Rule
@@ -396,13 +396,11 @@ class Engine:
         """The normalised address, or None; cached, since attackers repeat themselves."""
         if text is None:
             return None
+        result: str | None
         try:
-            addr = ipaddress.ip_address(text.decode("ascii"))
+            result = read_address(text.decode("ascii"))
         except (ValueError, UnicodeDecodeError):
             result = None
-        else:
-            mapped = getattr(addr, "ipv4_mapped", None)
-            result = str(mapped or addr)
         if len(self._addresses) > 65536:
             self._addresses.clear()
         self._addresses[text] = result

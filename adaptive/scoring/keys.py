@@ -20,6 +20,8 @@ import ipaddress
 from collections.abc import Iterable
 from socket import AF_INET6, inet_aton, inet_pton
 
+from adaptive.addresses import parse_network
+
 EXACT = 1 << 128    # an address of a split prefix: key ~(address + EXACT)
 
 
@@ -65,20 +67,16 @@ class Keys:
         """The keys an address or prefix covers, as an inclusive range (low, high) of keys.
 
         An address, or a prefix longer than the IPv6 source prefix, covers the one source it is in;
-        a shorter prefix ("198.51.100.0/24", "2001:db8::/48") covers every source inside it. An
-        IPv4-mapped IPv6 address is its IPv4 address. ValueError for anything else.
+        a shorter prefix ("198.51.100.0/24", "2001:db8::/48") covers every source inside it. The text is
+        read by `adaptive.addresses.parse_network` (an IPv4-mapped address or prefix is the IPv4 one).
+        ValueError for anything else.
         """
         return self.ranges(text)[0]
 
     def ranges(self, text: str) -> list[tuple[int, int]]:
         """The keys an address or prefix covers, as `parse` gives them, then, for a prefix wider than
         a source that covers split prefixes, the range of their addresses' keys."""
-        try:
-            net = ipaddress.ip_network(text.strip(), strict=False)
-        except ValueError:
-            raise ValueError(f"{text!r} is not an address or prefix") from None
-        if isinstance(net, ipaddress.IPv6Network) and net.prefixlen == 128 and net.network_address.ipv4_mapped:
-            net = ipaddress.IPv4Network(net.network_address.ipv4_mapped)
+        net = parse_network(text)
         first, last = int(net.network_address), int(net.broadcast_address)
         if isinstance(net, ipaddress.IPv4Network):
             return [(first, last)]
