@@ -27,6 +27,7 @@ from typing import Any
 
 from adaptive.addresses import parse_network
 from adaptive.durations import LONGEST
+from adaptive.vocabulary import REASONS
 
 DEFAULT_CONFIG = Path("/etc/adaptive/adaptive.toml")
 DEFAULT_DROPINS = Path("/etc/adaptive/adaptive.d")
@@ -350,8 +351,7 @@ class AllowlistConfig:
 
 # --- decisions: how long a ban lasts ---
 
-# Every reason an offence or a decision gives; `[decisions] reasons` overrides ban lengths per reason.
-REASONS = ("score", "slow", "spam_burst", "harvest", "dictionary", "account", "subnet", "manual")
+# `[decisions] reasons` overrides ban lengths per reason (`adaptive.vocabulary.REASONS`).
 
 
 def _multiplier(value: float) -> float:

@@ -28,6 +28,7 @@ from adaptive.addresses import LOOPBACK, NOT_SOURCES, Address, Network, Target, 
 from adaptive.config import BanProfile, Config
 from adaptive.durations import format_duration
 from adaptive.state import BanRecord, State
+from adaptive.vocabulary import MANUAL, SUBNET, Outcome
 
 if TYPE_CHECKING:
     from adaptive.scoring.offence import Offence
@@ -35,15 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-SUBNET = "subnet"
-MANUAL = "manual"
 _BY_PROFILE = -1     # a decision's length from its reason's profile and the target's record
-
-
-class Outcome(StrEnum):
-    BAN = "ban"                  # to enforce in the kernel
-    SUPPRESSED = "suppressed"    # the target is protected: nothing recorded, nothing enforced
-    DRY_RUN = "dry_run"          # recorded as a ban, not enforced
 
 
 class Origin(StrEnum):

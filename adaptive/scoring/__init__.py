@@ -5,7 +5,7 @@
 detectors (`bursts`); what it hands on is an `Offence` (`offence`). Sources are keyed by `keys`.
 """
 
-from adaptive.scoring.offence import REASONS, Offence
+from adaptive.scoring.offence import Offence
 from adaptive.scoring.score import SHIPPED_TALLIES, Scorer, tallies
 
-__all__ = ["REASONS", "SHIPPED_TALLIES", "Offence", "Scorer", "tallies"]
+__all__ = ["SHIPPED_TALLIES", "Offence", "Scorer", "tallies"]
