@@ -28,6 +28,17 @@ class Kind(StrEnum):
     MESSAGE_ACCEPTED = "message_accepted"    # paces: spam bursts, compromised accounts
 
 
+class Tally(StrEnum):
+    """The mark of a filter rule whose lines log an authentication attempt that another line may log
+    too, so that scoring counts each attempt once (see `adaptive.scoring.score`)."""
+
+    AUTH = "auth"                    # the authentication service's line for one attempt
+    SUMMARY = "summary"              # a connection's summary of its `count` attempts
+    SASL = "sasl"                    # a SASL client's line for one attempt, which the service may log too
+    PAM = "pam"                      # PAM's own line for one attempt, which the service may log too
+    SASL_SUMMARY = "sasl-summary"    # a SASL client's summary of a connection's `count` failed attempts
+
+
 class Event(NamedTuple):
     """One thing a source address did, as a filter rule read it from one log line.
 

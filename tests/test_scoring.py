@@ -11,7 +11,7 @@ import math
 import pytest
 from adaptive import config
 from adaptive.config import ScoringConfig
-from adaptive.events import Event, Kind
+from adaptive.events import Event, Kind, Tally
 from adaptive.filters.rules import FilterError, load_directory, load_file
 from adaptive.scoring import SHIPPED_TALLIES, Offence, Scorer, tallies
 from adaptive.scoring.keys import Keys
@@ -323,6 +323,10 @@ def test_unmarked_rules_count_every_line():
     assert score(s) == near(2.0)
     with pytest.raises(ValueError, match="tally"):
         Scorer(ScoringConfig(), tallies={"dovecot/login-auth-failed": "twice"})
+
+
+def test_the_scorer_knows_every_tally_mark_the_filters_may_give():
+    Scorer(ScoringConfig(), tallies={f"f/{mark}": mark for mark in Tally})
 
 
 def test_the_shipped_filters_carry_the_shipped_tallies():

@@ -62,14 +62,16 @@ from collections.abc import Iterable, Mapping
 from socket import AF_INET6, inet_aton, inet_pton
 
 from adaptive.config import ScoringConfig
-from adaptive.events import Event, Kind
+from adaptive.events import Event, Kind, Tally
 from adaptive.scoring.bursts import Accounts, Burst, Distinct
 from adaptive.scoring.keys import EXACT, Keys
 from adaptive.scoring.offence import Offence
 from adaptive.scoring.table import NO_RULE, Table
 
 _AUTH, _SASL, _SUMMARY, _PAM, _SASL_SUMMARY = 1, 2, 3, 4, 5
-TALLIES = {"auth": _AUTH, "sasl": _SASL, "summary": _SUMMARY, "pam": _PAM, "sasl-summary": _SASL_SUMMARY}
+# Each tally mark's role in the table; a snapshot keeps the numbers, so one never changes its meaning.
+_ROLES = {Tally.AUTH: _AUTH, Tally.SASL: _SASL, Tally.SUMMARY: _SUMMARY, Tally.PAM: _PAM,
+          Tally.SASL_SUMMARY: _SASL_SUMMARY}
 
 # The `tally` marks of the shipped filter files, for a scorer given no filters (tests check they agree).
 SHIPPED_TALLIES: dict[str, str] = {
@@ -144,9 +146,9 @@ class Scorer:
         self._slow_epsilon = c.slow_threshold / _NEGLIGIBLE
         marks = SHIPPED_TALLIES if tallies is None else tallies
         for name, mark in marks.items():
-            if mark not in TALLIES:
-                raise ValueError(f"{name}: tally {mark!r} is not one of {', '.join(TALLIES)}")
-        self._marks = {name: TALLIES[mark] for name, mark in marks.items()}
+            if mark not in _ROLES:
+                raise ValueError(f"{name}: tally {mark!r} is not one of {', '.join(Tally)}")
+        self._marks = {name: _ROLES[mark] for name, mark in marks.items()}
         self._rule_ids: dict[str, dict[str, int]] = {}   # filter -> rule -> id
         self._rule_names: list[str] = []                  # id -> "filter/rule"
         self._roles: list[int] = []                       # id -> tally role (0: none)
