@@ -52,7 +52,7 @@ class Event(NamedTuple):
     """
 
     time: float
-    source: str       # the service family that wrote the line: "postfix" or "dovecot"
+    family: str       # the service family that wrote the line: "postfix" or "dovecot"
     filter: str       # the filter file's name
     rule: str         # the rule's id within that filter
     kind: Kind

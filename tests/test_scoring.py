@@ -22,7 +22,7 @@ T0 = 1_800_000_000.0
 IP = "203.0.113.7"
 HOUR, DAY = 3600.0, 86400.0
 
-# The rules as the shipped filters name them: (source, filter, rule, kind).
+# The rules as the shipped filters name them: (family, filter, rule, kind).
 SASL = ("postfix", "postfix", "sasl-auth-failed", Kind.AUTH_FAILURE)
 MISMATCH = ("dovecot", "dovecot", "auth-password-mismatch", Kind.AUTH_FAILURE)
 UNKNOWN = ("dovecot", "dovecot", "auth-unknown-user", Kind.AUTH_FAILURE)
@@ -40,8 +40,8 @@ ACCEPTED = ("postfix", "postfix", "queue-active", Kind.MESSAGE_ACCEPTED)
 
 def event(t: float, rule: tuple = SASL, ip: str = IP, user: str | None = None, weight: float | None = None,
           count: int = 1) -> Event:
-    source, filter_, rule_id, kind = rule
-    return Event(T0 + t, source, filter_, rule_id, kind, ip, user, weight, count)
+    family, filter_, rule_id, kind = rule
+    return Event(T0 + t, family, filter_, rule_id, kind, ip, user, weight, count)
 
 
 def scorer(**settings) -> Scorer:
