@@ -13,7 +13,7 @@ in what they give and what they take:
   (what the control socket takes), and `canonical` is its text;
 - `read_address`: an address alone, as an event carries it (the filters' engine, on a cache miss).
 
-Then what is never banned: `LOOPBACK` (and `is_loopback` for a target), `NOT_SOURCES`, and the
+Then what is never banned: `LOOPBACK` (and `is_loopback` for a target), `NOT_CLIENTS`, and the
 allowlist entry over a target (`allowlisted`). Pure and dependency-free, so the filters, decisions, the
 kernel side and the control socket all use it without importing each other.
 
@@ -34,7 +34,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 LOOPBACK: tuple[Network, ...] = (ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv6Network("::1/128"))
 # No client connects from these: unspecified, limited broadcast, multicast. A ban of one, or over one,
 # is a mistake (or a forged line), never a decision.
-NOT_SOURCES: tuple[Network, ...] = (
+NOT_CLIENTS: tuple[Network, ...] = (
     ipaddress.IPv4Network("0.0.0.0/32"), ipaddress.IPv4Network("255.255.255.255/32"),
     ipaddress.IPv4Network("224.0.0.0/4"), ipaddress.IPv6Network("::/128"), ipaddress.IPv6Network("ff00::/8"))
 NEVER_LOOPBACK = "loopback is never banned"

@@ -7,7 +7,7 @@ counts, and `n`, the target's ban count within the look-back period, which sets 
 restart forgets no repeat offender.
 
 Never banned, whatever the score: the allowlist, loopback and the host's own addresses, and no prefix
-that holds any of them. When enough sources in one prefix are banned within a window, the prefix itself
+that holds any of them. When enough addresses in one prefix are banned within a window, the prefix itself
 is banned (reason "subnet"). Time is the offence's own, the log's, so a replay decides as the live run
 did; the clock is read only for a manual ban.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from adaptive.addresses import LOOPBACK, NOT_SOURCES, Address, Network, Target, parse_network, read, text
+from adaptive.addresses import LOOPBACK, NOT_CLIENTS, Address, Network, Target, parse_network, read, text
 from adaptive.config import BanProfile, Config
 from adaptive.durations import format_duration
 from adaptive.state import BanRecord, State
@@ -174,7 +174,7 @@ class Decider:
         self._profiles: dict[str, BanProfile] = {}
         # Bans per prefix, for subnet escalation, the prefix banned in last at the end: forgetting the
         # stale ones takes them off the front (a scan of every prefix at each ban made a storm of
-        # 20,000 sources, each in a /24 of its own, take 43 s instead of 2).
+        # 20,000 addresses, each in a /24 of its own, take 43 s instead of 2).
         self._recent: OrderedDict[Network, deque[_Member]] = OrderedDict()
         self._covering = _Covering()
         # Dry-run bans cover only in a dry run: once enforcing, their targets must get real bans.
@@ -277,7 +277,7 @@ class Decider:
         disjoint sorted (starts, ends): a target overlaps one iff the last range starting at or below
         its last address ends at or above its first."""
         ranges: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
-        for net in (*LOOPBACK, *NOT_SOURCES, *self.own, *self.allowlist):
+        for net in (*LOOPBACK, *NOT_CLIENTS, *self.own, *self.allowlist):
             ranges[net.version].append((int(net.network_address), int(net.broadcast_address)))
         guard = {}
         for version, spans in ranges.items():
@@ -328,7 +328,7 @@ class Decider:
                         None if protected is None else protected[1])
 
     def _escalate(self, ban: Decision, network: Network) -> Decision | None:
-        """The ban of the prefix around `network`, once enough sources in it were banned lately."""
+        """The ban of the prefix around `network`, once enough addresses in it were banned lately."""
         s = self.settings
         length = s.subnet_ipv4_prefix if network.version == 4 else s.subnet_ipv6_prefix
         if not s.subnet_sources or ban.origin is not Origin.AUTOMATIC or network.prefixlen <= length:
@@ -374,15 +374,15 @@ class Decider:
         self.state.record_bans(records)
 
     def _protection(self, network: Network) -> tuple[str, str] | None:
-        """What keeps `network` from being banned, if anything: ("loopback" | "not a source" | "own" |
+        """What keeps `network` from being banned, if anything: ("loopback" | "not a client" | "own" |
         "allowlist", a description). A prefix is protected if it overlaps a protected address or prefix."""
-        for kind, nets in (("loopback", LOOPBACK), ("not a source", NOT_SOURCES), ("own", self.own),
+        for kind, nets in (("loopback", LOOPBACK), ("not a client", NOT_CLIENTS), ("own", self.own),
                            ("allowlist", self.allowlist)):
             for net in nets:
                 if net.version == network.version and net.overlaps(network):
                     if kind == "loopback":
                         return kind, "loopback"
-                    if kind == "not a source":
+                    if kind == "not a client":
                         return kind, f"{text(net)} is no client's address (unspecified, broadcast or multicast)"
                     label = "own address" if kind == "own" else "allowlist"
                     return kind, f"{label} {text(net)}"

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 
 class Kind(StrEnum):
-    """What an event says about its source. Abuse kinds first, then the kinds that forgive or pace."""
+    """What an event says about its address. Abuse kinds first, then the kinds that forgive or pace."""
 
     AUTH_FAILURE = "auth_failure"            # a wrong password, any mechanism
     UNKNOWN_USER = "unknown_user"            # RCPT/VRFY to a user that does not exist
@@ -40,7 +40,7 @@ class Tally(StrEnum):
 
 
 class Event(NamedTuple):
-    """One thing a source address did, as a filter rule read it from one log line.
+    """One thing an address did, as a filter rule read it from one log line.
 
     A NamedTuple rather than a frozen dataclass: one is built for every matching line, and a frozen
     dataclass pays three times as much at construction for the same immutability.

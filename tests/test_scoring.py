@@ -567,7 +567,7 @@ def test_explain_tells_the_scores_and_rules():
     assert info["windows"]["dictionary"] == 2
     assert info["offended"] == []
     assert s.explain("192.0.2.99") is None
-    with pytest.raises(ValueError, match="more than one source"):
+    with pytest.raises(ValueError, match="more than one scored address"):
         s.explain("203.0.113.0/24")
 
 

@@ -144,8 +144,8 @@ class _Plan:
         groups: list[bytes] = []
         head: tuple | None = None
         for i, b in enumerate(branches):
-            source = (b.ignore or b.rule).pattern.pattern.encode()
-            body = b"(?:" + _own_groups(source, i) + b")(?P<_b%d>)" % i
+            written = (b.ignore or b.rule).pattern.pattern.encode()
+            body = b"(?:" + _own_groups(written, i) + b")(?P<_b%d>)" % i
             if (b.family, b.services) != head:
                 head = (b.family, b.services)
                 groups.append(_head(*head) + b"(?:" + body)
