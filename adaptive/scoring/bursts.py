@@ -91,7 +91,7 @@ class Distinct:
         if seen is None:
             items[key] = (item, 1)
             c = 1
-        elif type(seen) is tuple:
+        elif isinstance(seen, tuple):
             if seen[0] == item:
                 items[key] = (item, seen[1] + 1)
                 c = 1
@@ -109,7 +109,7 @@ class Distinct:
     def _remove(self, key: int, item: str) -> int:
         """One event of `item` leaves the address's window; the different items left."""
         seen = self.items[key]
-        if type(seen) is tuple:
+        if isinstance(seen, tuple):
             if seen[1] > 1:
                 self.items[key] = (item, seen[1] - 1)
                 return 1
@@ -211,7 +211,7 @@ class Accounts:
         """Wipe what the addresses whose keys are in low..high sent, and that they were reported."""
         if not any(low <= e[2] <= high for e in self.entries):
             return
-        kept = deque()
+        kept: deque[tuple[float, str, int, int]] = deque()
         for entry in self.entries:
             if low <= entry[2] <= high:
                 self._drop(entry)

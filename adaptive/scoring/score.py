@@ -60,6 +60,7 @@ import pickle
 import zlib
 from collections.abc import Iterable, Mapping
 from socket import AF_INET6, inet_aton, inet_pton
+from typing import Any
 
 from adaptive.config import ScoringConfig
 from adaptive.events import Event, Kind, Tally
@@ -70,7 +71,7 @@ from adaptive.scoring.table import NO_RULE, Table
 
 _AUTH, _SASL, _SUMMARY, _PAM, _SASL_SUMMARY = 1, 2, 3, 4, 5
 # Each tally mark's role in the table; a snapshot keeps the numbers, so one never changes its meaning.
-_ROLES = {Tally.AUTH: _AUTH, Tally.SASL: _SASL, Tally.SUMMARY: _SUMMARY, Tally.PAM: _PAM,
+_ROLES: dict[str, int] = {Tally.AUTH: _AUTH, Tally.SASL: _SASL, Tally.SUMMARY: _SUMMARY, Tally.PAM: _PAM,
           Tally.SASL_SUMMARY: _SASL_SUMMARY}
 
 # The `tally` marks of the shipped filter files, for a scorer given no filters (tests check they agree).
@@ -296,7 +297,9 @@ class Scorer:
         table = self.table
         pending, unpaired, paired_at = table.pending, table.unpaired, table.paired_at
         window = self.config.pair_window
-        since = t - table.base
+        base = table.base
+        assert base is not None     # the slot is there, so the table has its base
+        since = t - base
         if role == _AUTH or role == _PAM:
             # The same attempt in Dovecot's auth line and in PAM's own: whichever comes second adds
             # nothing (`echo` is Dovecot's lines less PAM's, within the window); the first is an "auth".
@@ -375,11 +378,13 @@ class Scorer:
 
     def _expiry(self, t: float, total: float, slow_total: float) -> float:
         """When both scores will have decayed to nothing worth keeping, after the table's base."""
-        e = t - self.table.base
+        base = self.table.base
+        assert base is not None     # the slot is there, so the table has its base
+        e = t - base
         if total > self._epsilon:
             e += math.log(total / self._epsilon) / self._rate
         if slow_total > self._slow_epsilon:
-            e = max(e, t - self.table.base + math.log(slow_total / self._slow_epsilon) / self._slow_rate)
+            e = max(e, t - base + math.log(slow_total / self._slow_epsilon) / self._slow_rate)
         return e
 
     # --- rules ---
@@ -448,7 +453,7 @@ class Scorer:
         if s is None and not any(windows.values()):
             return None
         c = self.config
-        out = {"target": self.keys.target(key), "time": self.now, "score": 0.0, "forgivable": 0.0,
+        out: dict[str, Any] = {"target": self.keys.target(key), "time": self.now, "score": 0.0, "forgivable": 0.0,
                "threshold": c.threshold, "slow": 0.0, "slow_threshold": c.slow_threshold, "updated": None,
                "rules": {}, "offended": [], "pending_attempts": 0, "windows": windows}
         if s is not None:

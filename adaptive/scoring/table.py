@@ -101,8 +101,8 @@ class Table:
             self.paired_at.append(since)
             for column in (self.score, self.fixed, self.slow, self.slow_fixed):
                 column.append(0.0)
-            for column in (self.flags, self.pending, self.unpaired, self.echo, self.sasl_seen, self.hits, self.hits2):
-                column.append(0)
+            for counts in (self.flags, self.pending, self.unpaired, self.echo, self.sasl_seen, self.hits, self.hits2):
+                counts.append(0)
             self.rule.append(NO_RULE)
             self.rule2.append(NO_RULE)
         self.index[key] = s
