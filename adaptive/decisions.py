@@ -233,13 +233,15 @@ class Decider:
         guard = self._guard()
         passed: dict[str, Target] = {}
         refused: list[tuple[str, str]] = []
-        for target in targets:
-            if type(target) is not Target:
+        for given in targets:
+            if isinstance(given, str):
                 try:
-                    target = read(target)
+                    target = read(given)
                 except ValueError as e:
-                    refused.append((target, str(e)))
+                    refused.append((given, str(e)))
                     continue
+            else:
+                target = given
             starts, ends = guard[target.version]
             i = bisect_right(starts, target.last) - 1
             if i >= 0 and ends[i] >= target.first:

@@ -59,4 +59,4 @@ class Event(NamedTuple):
     ip: str           # normalised: IPv4 dotted quad or compressed IPv6, never IPv4-mapped
     user: str | None = None
     weight: float | None = None
-    count: int = 1
+    count: int = 1    # type: ignore[assignment]  # the field hides tuple.count, which nothing calls
