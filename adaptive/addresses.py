@@ -1,18 +1,31 @@
-"""Addresses and prefixes: one way to read them, one form to write them.
+"""Addresses and prefixes: one module to read them, one form to write them, for every boundary.
 
-Everything that names a source or a ban target passes through `parse_network` or `read`: either way
-it is validated, an IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) becomes the IPv4 address it stands
-for, and a prefix's host bits are cleared. `text` writes it back as the rest of adaptive shows it: an
-address as itself, a prefix as address/length. `parse_network` gives an `ipaddress` network; `read`
-gives the same answer taken apart (`Target`), from the C parser `inet_pton`, for the paths that see
-100,000 targets at once (a blocklist import, a restore). Pure and dependency-free, so decisions, the
+Everything that names an address or a ban target passes through here, and is read one way: validated,
+an IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) made the IPv4 address it stands for (a mapped prefix,
+`::ffff:198.51.100.0/120`, the IPv4 prefix), a prefix's host bits cleared. `text` writes it back as the
+rest of adaptive shows it: an address as itself, a prefix as address/length. The readers differ only
+in what they give and what they take:
+
+- `parse_network`: an `ipaddress` network, from text or from an `ipaddress` object (the configuration,
+  decisions, the scorer's ranges, the kernel side);
+- `read`: the same answer taken apart (`Target`), from the C parser `inet_pton`, for the paths that see
+  100,000 targets at once (a blocklist import, a restore); `exact` refuses space around the text too
+  (what the control socket takes), and `canonical` is its text;
+- `read_address`: an address alone, as an event carries it (the filters' engine, on a cache miss).
+
+Then what is never banned: `LOOPBACK` (and `is_loopback` for a target), `NOT_CLIENTS`, and the
+allowlist entry over a target (`allowlisted`). Pure and dependency-free, so the filters, decisions, the
 kernel side and the control socket all use it without importing each other.
+
+>>> canonical("::ffff:192.0.2.7"), canonical("203.0.113.9/24"), canonical("2001:DB8:0:0::1:0/112")
+('192.0.2.7', '203.0.113.0/24', '2001:db8::1:0/112')
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable
 from typing import NamedTuple
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -21,9 +34,10 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 LOOPBACK: tuple[Network, ...] = (ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv6Network("::1/128"))
 # No client connects from these: unspecified, limited broadcast, multicast. A ban of one, or over one,
 # is a mistake (or a forged line), never a decision.
-NOT_SOURCES: tuple[Network, ...] = (
+NOT_CLIENTS: tuple[Network, ...] = (
     ipaddress.IPv4Network("0.0.0.0/32"), ipaddress.IPv4Network("255.255.255.255/32"),
     ipaddress.IPv4Network("224.0.0.0/4"), ipaddress.IPv6Network("::/128"), ipaddress.IPv6Network("ff00::/8"))
+NEVER_LOOPBACK = "loopback is never banned"
 
 
 def parse_network(value: str | Network | Address) -> Network:
@@ -128,3 +142,37 @@ def read(value: str) -> Target:
         if "." in written:       # glibc writes ::a.b.c.d where ipaddress writes ::xxxx:xxxx
             written = str(ipaddress.IPv6Address(first))
     return Target(version, first, length, written if length == size else f"{written}/{length}")
+
+
+def exact(value: str) -> Target:
+    """The address or prefix `value` names, read (`read`); raises ValueError for anything else, space
+    around it included (a client sends targets exactly)."""
+    if value.strip() != value:
+        raise ValueError(f"{value!r} is not an IP address or prefix")
+    return read(value)
+
+
+def canonical(value: str) -> str:
+    """The one way of writing an address or prefix; raises ValueError as `exact` does."""
+    return exact(value).text
+
+
+def read_address(value: str) -> str:
+    """An address alone (no prefix), written as events carry it: IPv4 dotted quad or compressed IPv6,
+    never IPv4-mapped. Raises ValueError for anything else."""
+    address = ipaddress.ip_address(value)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
+
+
+def is_loopback(target: Target) -> bool:
+    """True when `target` is, or holds, a loopback address (127.0.0.0/8, ::1)."""
+    if target.version == 4:
+        return target.first <= 0x7FFFFFFF and target.last >= 0x7F000000
+    return target.first <= 1 <= target.last
+
+
+def allowlisted(target: str, allowlist: Iterable[Network]) -> Network | None:
+    """The allowlist entry that overlaps `target` (a ban on it would drop allowed traffic), or None."""
+    net = parse_network(target)
+    return next((a for a in allowlist if a.version == net.version and a.overlaps(net)), None)

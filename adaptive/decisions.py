@@ -7,7 +7,7 @@ counts, and `n`, the target's ban count within the look-back period, which sets 
 restart forgets no repeat offender.
 
 Never banned, whatever the score: the allowlist, loopback and the host's own addresses, and no prefix
-that holds any of them. When enough sources in one prefix are banned within a window, the prefix itself
+that holds any of them. When enough addresses in one prefix are banned within a window, the prefix itself
 is banned (reason "subnet"). Time is the offence's own, the log's, so a replay decides as the live run
 did; the clock is read only for a manual ban.
 """
@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from adaptive.addresses import LOOPBACK, NOT_SOURCES, Address, Network, Target, parse_network, read, text
+from adaptive.addresses import LOOPBACK, NOT_CLIENTS, Address, Network, Target, parse_network, read, text
 from adaptive.config import BanProfile, Config
 from adaptive.durations import format_duration
 from adaptive.state import BanRecord, State
+from adaptive.vocabulary import MANUAL, SUBNET, Outcome
 
 if TYPE_CHECKING:
     from adaptive.scoring.offence import Offence
@@ -35,15 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-SUBNET = "subnet"
-MANUAL = "manual"
 _BY_PROFILE = -1     # a decision's length from its reason's profile and the target's record
-
-
-class Outcome(StrEnum):
-    BAN = "ban"                  # to enforce in the kernel
-    SUPPRESSED = "suppressed"    # the target is protected: nothing recorded, nothing enforced
-    DRY_RUN = "dry_run"          # recorded as a ban, not enforced
 
 
 class Origin(StrEnum):
@@ -173,7 +166,7 @@ class Decider:
         self.clock = clock
         self.allowlist: tuple[Network, ...] = tuple(config.allowlist.addresses)
         self.own: tuple[Network, ...] = tuple(dict.fromkeys(
-            [*(parse_target(a) for a in own_addresses), *self.settings.own_addresses]))
+            [*(parse_network(a) for a in own_addresses), *self.settings.own_addresses]))
         # What no ban may cover, for the scorer to score the neighbours of each on their own.
         self.protected: tuple[Network, ...] = (*LOOPBACK, *self.own, *self.allowlist)
         # Decisions made, by outcome, plus "covered": offences inside a live ban, not decided again.
@@ -181,7 +174,7 @@ class Decider:
         self._profiles: dict[str, BanProfile] = {}
         # Bans per prefix, for subnet escalation, the prefix banned in last at the end: forgetting the
         # stale ones takes them off the front (a scan of every prefix at each ban made a storm of
-        # 20,000 sources, each in a /24 of its own, take 43 s instead of 2).
+        # 20,000 addresses, each in a /24 of its own, take 43 s instead of 2).
         self._recent: OrderedDict[Network, deque[_Member]] = OrderedDict()
         self._covering = _Covering()
         # Dry-run bans cover only in a dry run: once enforcing, their targets must get real bans.
@@ -196,7 +189,7 @@ class Decider:
     def decide(self, offence: Offence) -> list[Decision]:
         """The decisions an offence leads to: a ban (or a suppressed or dry-run one), and maybe a
         ban of the prefix around it; none if its target is already banned. Records them in the state."""
-        network = parse_target(offence.target)
+        network = parse_network(offence.target)
         first = self._decide(offence.time, network, offence.reason, offence.score, dict(offence.rules),
                              offence.user, Origin.AUTOMATIC)
         if first is None:
@@ -215,17 +208,17 @@ class Decider:
         Refused for loopback and the host's own addresses, always, and for the allowlist unless
         `force`; ValueError for a target that is no address or prefix.
         """
-        network = parse_target(target)
+        network = parse_network(target)
         if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)
                                      or duration < 1):
             raise ValueError(f"{duration!r} is not a number of seconds of at least 1")
         protected = self._protection(network)
         if protected is not None:
-            what, text = protected
+            what, why = protected
             if what != "allowlist":
-                raise Refused(f"{_text(network)} is never banned: {text}")
+                raise Refused(f"{text(network)} is never banned: {why}")
             if not force:
-                raise Refused(f"{_text(network)} is allowlisted ({text}); force to ban it anyway")
+                raise Refused(f"{text(network)} is allowlisted ({why}); force to ban it anyway")
         decision = self._decide(self.clock(), network, reason, 0.0, {}, None, Origin.MANUAL, duration)
         assert decision is not None
         self._record([decision])
@@ -240,17 +233,19 @@ class Decider:
         guard = self._guard()
         passed: dict[str, Target] = {}
         refused: list[tuple[str, str]] = []
-        for target in targets:
-            if type(target) is not Target:
+        for given in targets:
+            if isinstance(given, str):
                 try:
-                    target = read(target)
+                    target = read(given)
                 except ValueError as e:
-                    refused.append((target, str(e)))
+                    refused.append((given, str(e)))
                     continue
+            else:
+                target = given
             starts, ends = guard[target.version]
             i = bisect_right(starts, target.last) - 1
             if i >= 0 and ends[i] >= target.first:
-                why = self._protection(parse_target(target.text))
+                why = self._protection(parse_network(target.text))
                 assert why is not None
                 if why[0] != "allowlist" or not force:
                     refused.append((target.text, f"{'allowlisted' if why[0] == 'allowlist' else 'never banned'}: "
@@ -284,7 +279,7 @@ class Decider:
         disjoint sorted (starts, ends): a target overlaps one iff the last range starting at or below
         its last address ends at or above its first."""
         ranges: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
-        for net in (*LOOPBACK, *NOT_SOURCES, *self.own, *self.allowlist):
+        for net in (*LOOPBACK, *NOT_CLIENTS, *self.own, *self.allowlist):
             ranges[net.version].append((int(net.network_address), int(net.broadcast_address)))
         guard = {}
         for version, spans in ranges.items():
@@ -301,9 +296,9 @@ class Decider:
 
     def unban(self, target: str) -> bool:
         """Forget the target's ban (its history stays, to count later bans); False if it had none."""
-        network = parse_target(target)
+        network = parse_network(target)
         self._covering.remove(network)
-        return self.state.remove_ban(_text(network))
+        return self.state.remove_ban(text(network))
 
     def profile(self, reason: str) -> BanProfile:
         profile = self._profiles.get(reason)
@@ -316,7 +311,7 @@ class Decider:
     def _decide(self, at: float, network: Network, reason: str, score: float, rules: dict[str, int],
                 user: str | None, origin: Origin, duration: int | None = _BY_PROFILE) -> Decision | None:
         """A decision about `network`; None for an automatic one inside a live ban."""
-        target = _text(network)
+        target = text(network)
         protected = self._protection(network) if origin is Origin.AUTOMATIC else None
         if protected is None and origin is Origin.AUTOMATIC and self._covering.covers(network, at):
             self.counts["covered"] += 1
@@ -335,7 +330,7 @@ class Decider:
                         None if protected is None else protected[1])
 
     def _escalate(self, ban: Decision, network: Network) -> Decision | None:
-        """The ban of the prefix around `network`, once enough sources in it were banned lately."""
+        """The ban of the prefix around `network`, once enough addresses in it were banned lately."""
         s = self.settings
         length = s.subnet_ipv4_prefix if network.version == 4 else s.subnet_ipv6_prefix
         if not s.subnet_sources or ban.origin is not Origin.AUTOMATIC or network.prefixlen <= length:
@@ -377,32 +372,23 @@ class Decider:
             if d.outcome is not Outcome.SUPPRESSED:
                 records.append(BanRecord(d.target, d.time, d.end, d.reason, d.score, d.rules, d.user,
                                          d.n, d.origin.value, d.outcome.value))
-                self._covering.add(parse_target(d.target), d.end)
+                self._covering.add(parse_network(d.target), d.end)
         self.state.record_bans(records)
 
     def _protection(self, network: Network) -> tuple[str, str] | None:
-        """What keeps `network` from being banned, if anything: ("loopback" | "not a source" | "own" |
+        """What keeps `network` from being banned, if anything: ("loopback" | "not a client" | "own" |
         "allowlist", a description). A prefix is protected if it overlaps a protected address or prefix."""
-        for kind, nets in (("loopback", LOOPBACK), ("not a source", NOT_SOURCES), ("own", self.own),
+        for kind, nets in (("loopback", LOOPBACK), ("not a client", NOT_CLIENTS), ("own", self.own),
                            ("allowlist", self.allowlist)):
             for net in nets:
                 if net.version == network.version and net.overlaps(network):
                     if kind == "loopback":
                         return kind, "loopback"
-                    if kind == "not a source":
-                        return kind, f"{_text(net)} is no client's address (unspecified, broadcast or multicast)"
+                    if kind == "not a client":
+                        return kind, f"{text(net)} is no client's address (unspecified, broadcast or multicast)"
                     label = "own address" if kind == "own" else "allowlist"
-                    return kind, f"{label} {_text(net)}"
+                    return kind, f"{label} {text(net)}"
         return None
-
-
-def parse_target(value: str | Address | Network) -> Network:
-    """An address or prefix as a network (`adaptive.addresses.parse_network`); ValueError otherwise."""
-    return parse_network(value)
-
-
-def _text(network: Network) -> str:
-    return text(network)
 
 
 def host_addresses(fib_trie: str = "/proc/net/fib_trie", if_inet6: str = "/proc/net/if_inet6") -> tuple[Address, ...]:

@@ -48,7 +48,7 @@ def format_duration(seconds: float | None) -> str:
     left = max(0, int(seconds))
     if left < 60:
         return f"{left}s"
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if left >= size or parts:
             count, left = divmod(left, size)

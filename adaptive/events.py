@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 
 class Kind(StrEnum):
-    """What an event says about its source. Abuse kinds first, then the kinds that forgive or pace."""
+    """What an event says about its address. Abuse kinds first, then the kinds that forgive or pace."""
 
     AUTH_FAILURE = "auth_failure"            # a wrong password, any mechanism
     UNKNOWN_USER = "unknown_user"            # RCPT/VRFY to a user that does not exist
@@ -28,8 +28,19 @@ class Kind(StrEnum):
     MESSAGE_ACCEPTED = "message_accepted"    # paces: spam bursts, compromised accounts
 
 
+class Tally(StrEnum):
+    """The mark of a filter rule whose lines log an authentication attempt that another line may log
+    too, so that scoring counts each attempt once (see `adaptive.scoring.score`)."""
+
+    AUTH = "auth"                    # the authentication service's line for one attempt
+    SUMMARY = "summary"              # a connection's summary of its `count` attempts
+    SASL = "sasl"                    # a SASL client's line for one attempt, which the service may log too
+    PAM = "pam"                      # PAM's own line for one attempt, which the service may log too
+    SASL_SUMMARY = "sasl-summary"    # a SASL client's summary of a connection's `count` failed attempts
+
+
 class Event(NamedTuple):
-    """One thing a source address did, as a filter rule read it from one log line.
+    """One thing an address did, as a filter rule read it from one log line.
 
     A NamedTuple rather than a frozen dataclass: one is built for every matching line, and a frozen
     dataclass pays three times as much at construction for the same immutability.
@@ -41,11 +52,11 @@ class Event(NamedTuple):
     """
 
     time: float
-    source: str       # the service family that wrote the line: "postfix" or "dovecot"
+    family: str       # the service family that wrote the line: "postfix" or "dovecot"
     filter: str       # the filter file's name
     rule: str         # the rule's id within that filter
     kind: Kind
     ip: str           # normalised: IPv4 dotted quad or compressed IPv6, never IPv4-mapped
     user: str | None = None
     weight: float | None = None
-    count: int = 1
+    count: int = 1    # type: ignore[assignment]  # the field hides tuple.count, which nothing calls

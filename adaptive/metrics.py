@@ -42,11 +42,12 @@ from prometheus_client.exposition import MetricsHandler
 from prometheus_client.registry import Collector
 
 from adaptive import __version__
-from adaptive.config import REASONS, host_port
+from adaptive.config import host_port
+from adaptive.vocabulary import REASONS, Outcome
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("ban", "suppressed", "dry_run")        # `decisions.Outcome`'s values
+OUTCOMES = tuple(o.value for o in Outcome)
 ERRORS = ("nft", "source", "state")
 OPERATIONS = ("apply", "ban", "unban")             # the kernel transactions the daemon makes
 REPAIRS = ("table", "set", "chain", "rules", "elements")    # what a repair of the table found missing
@@ -72,7 +73,7 @@ class Metrics(Protocol):
     """
 
     def decision(self, reason: str, outcome: str) -> None:
-        """An automatic decision: its reason (`config.REASONS`) and outcome (`OUTCOMES`)."""
+        """An automatic decision: its reason (`vocabulary.REASONS`) and outcome (`OUTCOMES`)."""
 
     def manual(self, bans: int = 0, unbans: int = 0) -> None:
         """Manual bans made and bans lifted through the control socket."""

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from adaptive import config
-from adaptive.addresses import text
+from adaptive.addresses import parse_network, text
 from adaptive.config import BanProfile
-from adaptive.decisions import Decider, Decision, Outcome, Refused, format_duration, host_addresses, parse_target
+from adaptive.decisions import Decider, Decision, Outcome, Refused, format_duration, host_addresses
 from adaptive.scoring.offence import Offence
 from adaptive.state import State
 from hypothesis import given, settings
@@ -354,9 +354,9 @@ def test_screening_a_batch_agrees_with_the_single_check(targets, force):
     d = decider(allowlist=["192.0.2.0/24", "2001:db8:a::/48", "198.51.100.7"], own=["198.51.100.12"])
     passed = {t.text for t in d.screen(targets, force).passed}
     for target in targets:
-        why = d._protection(parse_target(target))
+        why = d._protection(parse_network(target))
         allowed = why is None or (force and why[0] == "allowlist")
-        assert (text(parse_target(target)) in passed) == allowed, (target, why)
+        assert (text(parse_network(target)) in passed) == allowed, (target, why)
 
 
 # --- the property: protected targets are never banned ---

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from adaptive import config as config_module
-from adaptive.addresses import read
+from adaptive.addresses import parse_network, read
 from adaptive.nftables.backend import Backend
-from adaptive.nftables.bans import Ban, Counter, parse_network, read_bans, read_counters
+from adaptive.nftables.bans import Ban, Counter, read_bans, read_counters
 from adaptive.nftables.render import render_text
 from adaptive.nftables.ruleset import (
     Layout,

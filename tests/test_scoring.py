@@ -11,7 +11,7 @@ import math
 import pytest
 from adaptive import config
 from adaptive.config import ScoringConfig
-from adaptive.events import Event, Kind
+from adaptive.events import Event, Kind, Tally
 from adaptive.filters.rules import FilterError, load_directory, load_file
 from adaptive.scoring import SHIPPED_TALLIES, Offence, Scorer, tallies
 from adaptive.scoring.keys import Keys
@@ -22,7 +22,7 @@ T0 = 1_800_000_000.0
 IP = "203.0.113.7"
 HOUR, DAY = 3600.0, 86400.0
 
-# The rules as the shipped filters name them: (source, filter, rule, kind).
+# The rules as the shipped filters name them: (family, filter, rule, kind).
 SASL = ("postfix", "postfix", "sasl-auth-failed", Kind.AUTH_FAILURE)
 MISMATCH = ("dovecot", "dovecot", "auth-password-mismatch", Kind.AUTH_FAILURE)
 UNKNOWN = ("dovecot", "dovecot", "auth-unknown-user", Kind.AUTH_FAILURE)
@@ -40,8 +40,8 @@ ACCEPTED = ("postfix", "postfix", "queue-active", Kind.MESSAGE_ACCEPTED)
 
 def event(t: float, rule: tuple = SASL, ip: str = IP, user: str | None = None, weight: float | None = None,
           count: int = 1) -> Event:
-    source, filter_, rule_id, kind = rule
-    return Event(T0 + t, source, filter_, rule_id, kind, ip, user, weight, count)
+    family, filter_, rule_id, kind = rule
+    return Event(T0 + t, family, filter_, rule_id, kind, ip, user, weight, count)
 
 
 def scorer(**settings) -> Scorer:
@@ -325,6 +325,10 @@ def test_unmarked_rules_count_every_line():
         Scorer(ScoringConfig(), tallies={"dovecot/login-auth-failed": "twice"})
 
 
+def test_the_scorer_knows_every_tally_mark_the_filters_may_give():
+    Scorer(ScoringConfig(), tallies={f"f/{mark}": mark for mark in Tally})
+
+
 def test_the_shipped_filters_carry_the_shipped_tallies():
     assert tallies(load_directory(config.SHIPPED_FILTERS)) == SHIPPED_TALLIES
 
@@ -454,11 +458,12 @@ def test_keys_keep_the_families_apart():
     assert keys.target(keys.key("2001:db8::1")) == "2001:db8::/64"
     assert Keys(128).target(Keys(128).key("2001:db8::1")) == "2001:db8::1"
     assert keys.parse("::ffff:192.0.2.1") == (keys.key("192.0.2.1"),) * 2
+    assert keys.parse("::ffff:192.0.2.0/120") == keys.parse("192.0.2.0/24")   # as `parse_network` maps it
     low, high = keys.parse("192.0.2.0/24")
     assert (low, high) == (keys.key("192.0.2.0"), keys.key("192.0.2.255"))
     low, high = keys.parse("2001:db8::/48")
     assert low <= keys.key("2001:db8:0:ffff::1") <= high and not low <= keys.key("2001:db8:1::1") <= high
-    with pytest.raises(ValueError, match="not an address"):
+    with pytest.raises(ValueError, match="not an IP address or prefix"):
         keys.parse("mx.example.org")
 
 
@@ -562,7 +567,7 @@ def test_explain_tells_the_scores_and_rules():
     assert info["windows"]["dictionary"] == 2
     assert info["offended"] == []
     assert s.explain("192.0.2.99") is None
-    with pytest.raises(ValueError, match="more than one source"):
+    with pytest.raises(ValueError, match="more than one scored address"):
         s.explain("203.0.113.0/24")
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from adaptive.addresses import parse_network
 from adaptive.durations import LONGEST
+from adaptive.vocabulary import REASONS
 
 # adaptive/config/schema.py → the checkout's filters/
 # The kinds of source a `[sources.NAME]` section may name in `type`; `adaptive.sources` registers one
@@ -335,8 +336,7 @@ class AllowlistConfig:
 
 # --- decisions: how long a ban lasts ---
 
-# Every reason an offence or a decision gives; `[decisions] reasons` overrides ban lengths per reason.
-REASONS = ("score", "slow", "spam_burst", "harvest", "dictionary", "account", "subnet", "manual")
+# `[decisions] reasons` overrides ban lengths per reason (`adaptive.vocabulary.REASONS`).
 
 
 def _multiplier(value: float) -> float:

@@ -46,8 +46,9 @@ def _duration(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from adaptive.addresses import canonical
     from adaptive.control.client import call
-    from adaptive.control.targets import canonical, read_lines
+    from adaptive.control.targets import read_lines
     from adaptive.durations import format_duration
 
     if not args.targets and args.from_file is None:

@@ -74,7 +74,7 @@ def write_json(name: str, chunk: bytes, line_base: int, events: list, out) -> No
         line += chunk.count(b"\n", counted_to, offset)
         counted_to = offset
         out.write(json.dumps({
-            "file": name, "line": line, "source": e.source, "filter": e.filter, "rule": e.rule,
+            "file": name, "line": line, "source": e.family, "filter": e.filter, "rule": e.rule,
             "kind": e.kind.value, "ip": e.ip, "user": e.user,
             "time": datetime.fromtimestamp(e.time, UTC).astimezone().isoformat(),
         }) + "\n")

@@ -20,8 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from adaptive.addresses import canonical
     from adaptive.control.client import call, print_json
-    from adaptive.control.targets import canonical
     from adaptive.durations import format_duration
 
     try:

@@ -17,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from adaptive.addresses import canonical
     from adaptive.control.client import call
-    from adaptive.control.targets import canonical
 
     if bool(args.targets) == args.all:
         print("adaptive unban: give addresses or prefixes, or --all (not both)", file=sys.stderr)

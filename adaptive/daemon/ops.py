@@ -14,9 +14,7 @@ from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING
 
 from adaptive import __version__
-from adaptive.addresses import Target
-from adaptive.control.targets import allowlisted
-from adaptive.decisions import parse_target
+from adaptive.addresses import Target, allowlisted, parse_network, text
 from adaptive.durations import LONGEST
 from adaptive.nftables.executor import NftablesError
 from adaptive.wire import (
@@ -144,8 +142,7 @@ def explain(d: Daemon, address: str) -> ExplainReply:
         scored = d.scorer.explain(address)
     except ValueError:
         scored = None
-    net = parse_target(address)
-    record = d.state.ban(str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net))
+    record = d.state.ban(text(parse_network(address)))
     if record is None and scored is not None:
         record = d.state.ban(scored["target"])
     live: LiveBan | None = None

@@ -36,8 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from adaptive.addresses import Target
-from adaptive.control.targets import NEVER_LOOPBACK, canonical, exact, is_loopback
+from adaptive.addresses import NEVER_LOOPBACK, Target, canonical, exact, is_loopback
 from adaptive.durations import LONGEST
 from adaptive.wire import (
     BanEntry,

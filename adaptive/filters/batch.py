@@ -70,6 +70,7 @@ def cuts(path: Path, parts: int) -> list[tuple[int, int]]:
 
 
 def _count_part(bounds: tuple[int, int]) -> dict:
+    assert _job is not None     # set by the parent before it forked this worker
     path, filters, reference, chunk = _job
     engine = Engine(filters, YearGuess(reference))
     engine.unjoined_log = []

@@ -43,14 +43,16 @@ a user name costs nothing: only the captured user is decoded.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import Any
 
 import regex
 
+from adaptive.addresses import read_address
 from adaptive.events import Event
 from adaptive.filters.prefix import CLASSIC_TIME, ISO_TIME, LEVELS, LINE_START, TAI64N, Heads, YearGuess
 from adaptive.filters.rules import Filter, Ignore, Rule
@@ -67,6 +69,11 @@ _TIME = rb"(?:" + TAI64N + rb" +)?(?P<_ts>" + CLASSIC_TIME + rb"|" + ISO_TIME + 
 _WORD = rb"[^\s\[\]:]"
 _LEVEL = rb"(?:" + LEVELS + rb")"
 _GROUP = re.compile(rb"(?<!\\)\(\?(P?<|P=)([A-Za-z_]\w*)([>)])")
+# A filter's queue-id memory: queue id -> (address, user) of the line that remembered it.
+_Memory = OrderedDict[bytes, tuple[str, str | None]]
+# What the hot loop needs of one branch (see `_Plan`): index, rule, memory, family, filter name, and
+# where the ip, user, count and queue groups are.
+_Action = tuple[int, Rule | None, _Memory, str, str, int | None, int | None, int | None, int | None]
 
 
 def _head(family: str, services: frozenset[str]) -> bytes:
@@ -127,8 +134,15 @@ class _Branch:
     rule: Rule | None
 
     @property
+    def entry(self) -> Ignore | Rule:
+        """The ignore or the rule this branch tries: it has one of the two."""
+        entry = self.ignore or self.rule
+        assert entry is not None
+        return entry
+
+    @property
     def keywords(self) -> tuple[str, ...]:
-        return (self.ignore or self.rule).keywords
+        return self.entry.keywords
 
 
 class _Plan:
@@ -139,13 +153,13 @@ class _Plan:
     queue groups are.
     """
 
-    def __init__(self, branches: tuple[_Branch, ...], memories: dict[str, OrderedDict]):
+    def __init__(self, branches: tuple[_Branch, ...], memories: dict[str, _Memory]):
         self.branches = branches
         groups: list[bytes] = []
         head: tuple | None = None
         for i, b in enumerate(branches):
-            source = (b.ignore or b.rule).pattern.pattern.encode()
-            body = b"(?:" + _own_groups(source, i) + b")(?P<_b%d>)" % i
+            written = b.entry.pattern.pattern.encode()
+            body = b"(?:" + _own_groups(written, i) + b")(?P<_b%d>)" % i
             if (b.family, b.services) != head:
                 head = (b.family, b.services)
                 groups.append(_head(*head) + b"(?:" + body)
@@ -158,11 +172,19 @@ class _Plan:
             self.pattern = regex.compile(pattern, regex.V0)
         index = self.pattern.groupindex
         markers = [index[f"_b{i}"] - 1 for i in range(len(branches))]
-        self.markers = itemgetter(*markers) if len(markers) > 1 else (lambda g, i=markers[0]: (g[i],))
-        self.actions = tuple(
-            (b.index, b.rule, memories[b.filter], b.family, b.filter,
-             *(index[f"{name}_{i}"] - 1 if f"{name}_{i}" in index else None
-               for name in ("ip", "user", "count", "queue")))
+
+        def one(g: tuple[Any, ...], i: int = markers[0]) -> tuple[Any, ...]:
+            return (g[i],)
+
+        self.markers: Callable[[tuple[Any, ...]], tuple[Any, ...]] = itemgetter(*markers) if len(markers) > 1 else one
+
+        def at(name: str, i: int) -> int | None:
+            group = f"{name}_{i}"
+            return index[group] - 1 if group in index else None
+
+        self.actions: tuple[_Action, ...] = tuple(
+            (b.index, b.rule, memories[b.filter], b.family, b.filter, at("ip", i), at("user", i), at("count", i),
+             at("queue", i))
             for i, b in enumerate(branches))
 
 
@@ -195,7 +217,7 @@ class Engine:
         self._plans: dict[bytes, _Plan | None] = {}
         self._heads = Heads()
         self._shared: dict[tuple[_Branch, ...], _Plan] = {}
-        self._memory: dict[str, OrderedDict] = {f.name: OrderedDict() for f in filters}
+        self._memory: dict[str, _Memory] = {f.name: OrderedDict() for f in filters}
         self._addresses: dict[bytes, str | None] = {}
         self._stamps: dict[bytes, float | None] = {}
         self._minutes: dict[bytes, float | None] = {}
@@ -223,7 +245,7 @@ class Engine:
             if b.ignore is not None:
                 if self._hits[b.index]:
                     c.ignored[b.filter, b.ignore.id] = self._hits[b.index]
-            else:
+            elif b.rule is not None:
                 if self._hits[b.index]:
                     c.matched[b.filter, b.rule.id] = self._hits[b.index]
                 for kind in b.rule.kinds:
@@ -312,6 +334,7 @@ class Engine:
                 if LINE_START.match(chunk, start) and self._heads.read(chunk, start, end) is None:
                     counts.unparsable += 1
                 continue
+            assert plan is not None     # m is its match
             g = m.groups()
             index, rule, memory, family, name, ip_at, user_at, count_at, queue_at = plan.actions[
                 plan.markers(g).index(b"")]
@@ -328,7 +351,11 @@ class Engine:
                 user = user.decode("utf-8", "replace")
             else:
                 user = None
+            # A rule has the groups it reads (`adaptive.filters.rules` checks): ip unless it recalls,
+            # queue when it remembers or recalls.
+            ip: str | None
             if rule.recall:
+                assert queue_at is not None
                 # Taken, not read: qmgr logs "queue active" again at each retry of a deferred
                 # message, and a message is accepted once.
                 known = memory.pop(g[queue_at], None)
@@ -339,6 +366,7 @@ class Engine:
                     continue
                 ip, user = known[0], user or known[1]
             else:
+                assert ip_at is not None
                 text = g[ip_at]
                 ip = addresses[text] if text in addresses else self._address(text)
                 if ip is None:
@@ -348,6 +376,7 @@ class Engine:
                     counts.cut += 1
                     continue
             if rule.remember:
+                assert queue_at is not None
                 memory[g[queue_at]] = (ip, user)
                 if len(memory) > _MEMORY:
                     memory.popitem(last=False)
@@ -396,13 +425,11 @@ class Engine:
         """The normalised address, or None; cached, since attackers repeat themselves."""
         if text is None:
             return None
+        result: str | None
         try:
-            addr = ipaddress.ip_address(text.decode("ascii"))
+            result = read_address(text.decode("ascii"))
         except (ValueError, UnicodeDecodeError):
             result = None
-        else:
-            mapped = getattr(addr, "ipv4_mapped", None)
-            result = str(mapped or addr)
         if len(self._addresses) > 65536:
             self._addresses.clear()
         self._addresses[text] = result

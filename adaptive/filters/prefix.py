@@ -93,6 +93,7 @@ class YearGuess:
         """Epoch seconds of a timestamp in either format, as the prefix pattern found it."""
         if text in self._cache:
             return self._cache[text]
+        result: float | None
         if text[0] == "@":
             result = _tai64n(text)
         else:
@@ -201,9 +202,11 @@ def parse(text: str, years: YearGuess) -> LogLine | None:
     if stamp is None:
         return None
     head = Heads().read(raw, 0, len(raw))
+    assert head is not None     # HEAD matched above, and it is all `Heads.read` matches
     host = m["host"].decode("utf-8", "replace") if m["host"] is not None else None
     proc = m["dproc"] or m["sproc"]
     level = (m["dlevel"] or m["slevel"] or b"Info") if proc is not None else None
     tag = (proc or m["tag"]).decode("utf-8", "replace")
     message = raw[head.message_start:].decode("utf-8", "surrogateescape")
-    return LogLine(stamp, host, head.family, head.service, tag, level and level.decode("ascii"), message)
+    return LogLine(stamp, host, head.family, head.service, tag, level.decode("ascii") if level is not None else None,
+                   message)

@@ -38,7 +38,7 @@ from typing import Any
 
 import regex
 
-from adaptive.events import Kind
+from adaptive.events import Kind, Tally
 
 
 class FilterError(Exception):
@@ -59,7 +59,7 @@ class Rule:
     remember: bool = False
     recall: bool = False
     keywords: tuple[str, ...] = ()    # empty: tried whatever keyword found the line
-    tally: str | None = None          # one of `TALLIES`
+    tally: str | None = None          # one of `adaptive.events.Tally`
     holds: tuple[str, ...] = ()       # texts, one of which a line must hold after the keyword
 
 
@@ -96,8 +96,6 @@ class Filter:
 
 _FILTER_KEYS = {"family", "services", "keywords", "description"}
 _RULE_KEYS = {"id", "kind", "weight", "pattern", "services", "remember", "recall", "keywords", "tally", "holds"}
-# Marks for the lines of one authentication attempt logged twice; scoring counts the attempt once.
-TALLIES = ("auth", "summary", "sasl", "pam", "sasl-summary")
 _IGNORE_KEYS = {"id", "pattern", "services", "keywords"}
 _SAMPLE_KEYS = {"line", "rule", "ip", "user", "match", "ignore", "before"}
 _TOP_KEYS = {"filter", "rule", "ignore", "sample"}
@@ -181,8 +179,8 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
             weight = None
         remember, recall = bool(raw.get("remember", False)), bool(raw.get("recall", False))
         tally = raw.get("tally")
-        if tally is not None and tally not in TALLIES:
-            p.add(f"{where}.tally", f"{tally!r} is not one of {', '.join(TALLIES)}")
+        if tally is not None and tally not in tuple(Tally):
+            p.add(f"{where}.tally", f"{tally!r} is not one of {', '.join(Tally)}")
             tally = None
         if tally is not None and kinds is not None and kinds != (Kind.AUTH_FAILURE,):
             p.add(f"{where}.tally", "only an auth_failure rule counts attempts")
@@ -204,7 +202,7 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
                 p.add(f"{where}.pattern", "remember/recall need a named group (?P<queue>...)")
             if not kinds and not remember:
                 p.add(f"{where}.kind", "missing (only a rule that remembers may have no kind)")
-            if tally in ("summary", "sasl-summary") and "count" not in groups:
+            if tally in (Tally.SUMMARY, Tally.SASL_SUMMARY) and "count" not in groups:
                 p.add(f"{where}.pattern", f"a summary (tally = \"{tally}\") needs a named group (?P<count>...)")
         if ident and kinds is not None and pattern is not None:
             rules.append(Rule(ident, kinds, None if weight is None else float(weight), pattern,

@@ -9,9 +9,9 @@ Only this package imports `nftables` (and only `executor` does, when an `Executo
 """
 
 from adaptive.nftables.backend import Backend
-from adaptive.nftables.bans import Ban, Counter, parse_network
+from adaptive.nftables.bans import Ban, Counter
 from adaptive.nftables.executor import Executor, NftablesError
 from adaptive.nftables.ruleset import Layout, build_ban, build_ruleset, build_unban
 
 __all__ = ["Backend", "Ban", "Counter", "Executor", "Layout", "NftablesError", "build_ban",
-           "build_ruleset", "build_unban", "parse_network"]
+           "build_ruleset", "build_unban"]

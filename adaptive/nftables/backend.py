@@ -9,9 +9,9 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from adaptive.addresses import Target
+from adaptive.addresses import Target, parse_network
 from adaptive.config import Config
-from adaptive.nftables.bans import BAN_SET, Ban, Counter, Network, parse_network, read_bans, read_counters
+from adaptive.nftables.bans import BAN_SET, Ban, Counter, Network, read_bans, read_counters
 from adaptive.nftables.executor import NftablesError, Runner
 from adaptive.nftables.netlink import chain_names, rules_digest, set_names
 from adaptive.nftables.ruleset import (

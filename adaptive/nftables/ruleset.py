@@ -31,12 +31,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from adaptive.addresses import Target
+from adaptive.addresses import LOOPBACK, Target, parse_network
 from adaptive.config import Config, NftablesConfig, OutboundConfig, WholeHostConfig
-from adaptive.nftables.bans import Ban, Network, parse_network
+from adaptive.nftables.bans import Ban, Network
 
 FAMILY = "inet"
-LOOPBACK = (ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv6Network("::1/128"))
 # Seconds a rate-limit element outlives its source's last new connection, by the rate's unit.
 RATE_SET_TIMEOUT = {"second": 60, "minute": 60, "hour": 3600, "day": 86400}
 # What IPv6 needs to work at all under a drop policy; errors for live flows come as ct related.

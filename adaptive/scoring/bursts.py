@@ -1,17 +1,17 @@
-"""Burst detectors: sliding windows of log time that count what each source (or account) did lately.
+"""Burst detectors: sliding windows of log time that count what each address (or account) did lately.
 
 Each detector keeps the events of its last `window` seconds in one deque, oldest first, and a count per
-source (or account) that goes up as an event comes in and down as it falls out of the window, so a
+address (or account) that goes up as an event comes in and down as it falls out of the window, so a
 count is always that of the window ending at the latest event. Memory follows the events in the
-window, not the sources ever seen: a source with no event in the window has no entry at all. Under a
+window, not the addresses ever seen: an address with no event in the window has no entry at all. Under a
 flood of more than `cap` events per window the oldest go early, and the window shortens.
 
-A source (or account) that goes over its limit is reported once, then not again until its count has
+An address (or account) that goes over its limit is reported once, then not again until its count has
 come back down to the limit (or `forget` wiped it): decisions has banned it by then, and coming back
 after the ban to do it again must be reported again.
 
-- `Burst`: how many per source (spam: messages accepted; harvest: recipients rejected);
-- `Distinct`: how many different things per source (dictionary: user names tried);
+- `Burst`: how many per address (spam: messages accepted; harvest: recipients rejected);
+- `Distinct`: how many different things per address (dictionary: user names tried);
 - `Accounts`: messages and recipients per SASL account, with the addresses it sent from.
 """
 
@@ -21,10 +21,10 @@ from collections import deque
 
 
 class Burst:
-    """How many events each source had within the last `window` seconds; over `limit` is reported.
+    """How many events each address had within the last `window` seconds; over `limit` is reported.
 
     >>> spam = Burst(window=600, limit=200, cap=100_000)
-    >>> spam.add(event.time, key)   # the count, when this event takes the source over the limit; else 0
+    >>> spam.add(event.time, key)   # the count, when this event takes the address over the limit; else 0
     """
 
     def __init__(self, window: float, limit: int, cap: int):
@@ -56,7 +56,7 @@ class Burst:
         return self.counts.get(key, 0)
 
     def forget(self, low: int, high: int) -> None:
-        """Wipe the sources whose keys are in low..high, as if they had done nothing."""
+        """Wipe the addresses whose keys are in low..high, as if they had done nothing."""
         if not any(low <= k <= high for k in self.counts):
             return
         self.entries = deque(e for e in self.entries if not low <= e[1] <= high)
@@ -66,10 +66,10 @@ class Burst:
 
 
 class Distinct:
-    """How many different items (user names) each source had within the last `window` seconds.
+    """How many different items (user names) each address had within the last `window` seconds.
 
-    Per source, the one item it had so far is held as (item, events); a second makes it a dict of
-    item -> events. Most sources never try a second name, and a tuple is a quarter of a dict.
+    Per address, the one item it had so far is held as (item, events); a second makes it a dict of
+    item -> events. Most addresses never try a second name, and a tuple is a quarter of a dict.
     """
 
     def __init__(self, window: float, limit: int, cap: int):
@@ -79,7 +79,7 @@ class Distinct:
         self.flagged: set[int] = set()
 
     def add(self, t: float, key: int, item: str) -> int:
-        """The number of different items, when this one takes the source over the limit; else 0."""
+        """The number of different items, when this one takes the address over the limit; else 0."""
         entries, items, limit = self.entries, self.items, self.limit
         edge = t - self.window
         while entries and (entries[0][0] <= edge or len(entries) >= self.cap):
@@ -91,7 +91,7 @@ class Distinct:
         if seen is None:
             items[key] = (item, 1)
             c = 1
-        elif type(seen) is tuple:
+        elif isinstance(seen, tuple):
             if seen[0] == item:
                 items[key] = (item, seen[1] + 1)
                 c = 1
@@ -107,9 +107,9 @@ class Distinct:
         return 0
 
     def _remove(self, key: int, item: str) -> int:
-        """One event of `item` leaves the source's window; the different items left."""
+        """One event of `item` leaves the address's window; the different items left."""
         seen = self.items[key]
-        if type(seen) is tuple:
+        if isinstance(seen, tuple):
             if seen[1] > 1:
                 self.items[key] = (item, seen[1] - 1)
                 return 1
@@ -204,14 +204,14 @@ class Accounts:
             account.reported = None
 
     def sent(self, key: int) -> dict[str, int]:
-        """Messages per account sent from a source within the window."""
+        """Messages per account sent from an address within the window."""
         return {user: a.addresses[key] for user, a in self.accounts.items() if key in a.addresses}
 
     def forget(self, low: int, high: int) -> None:
-        """Wipe what the sources whose keys are in low..high sent, and that they were reported."""
+        """Wipe what the addresses whose keys are in low..high sent, and that they were reported."""
         if not any(low <= e[2] <= high for e in self.entries):
             return
-        kept = deque()
+        kept: deque[tuple[float, str, int, int]] = deque()
         for entry in self.entries:
             if low <= entry[2] <= high:
                 self._drop(entry)

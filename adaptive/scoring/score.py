@@ -1,6 +1,6 @@
-"""The scorer: events in, offences out. One score per source, a slow score, and burst windows.
+"""The scorer: events in, offences out. One score per address, a slow score, and burst windows.
 
-Per source (an IPv4 address, or an IPv6 prefix, see `keys`):
+Per address (an IPv4 address, or an IPv6 prefix, see `keys`):
 
 - the **score**: each event adds its weight (the rule's own, else its kind's from the configuration)
   times its count, and the score halves every `half_life` seconds of log time. Reaching `threshold`
@@ -11,11 +11,11 @@ Per source (an IPv4 address, or an IPv6 prefix, see `keys`):
   every `slow_half_life` (two days): ten failures within a day, however spread, reach
   `slow_threshold` (7; at least 1 + 9 × 2^(−1/2) = 7.36), which is what botnets that pace their
   guesses to stay under fail2ban do. Reason "slow";
-- **forgiveness**: an `auth_success` from the source takes `forgive` off both scores, from the part
+- **forgiveness**: an `auth_success` from the address takes `forgive` off both scores, from the part
   the kinds in `forgive_kinds` made only: a login proves a real user behind the address (a NAT'd
   office, a user who mistyped), but not that the probes and rejects from it were theirs.
 
-Once a source has offended for a reason it does not again for that reason until the score has decayed
+Once an address has offended for a reason it does not again for that reason until the score has decayed
 back below the line (or `forgive()` reset it): decisions has banned it, and coming back after the ban
 to do it again must offend again.
 
@@ -33,7 +33,7 @@ authentication attempt twice:
 - "sasl-summary": a SASL client's summary of a connection, `count` failed attempts (Postfix's
   `disconnect from ... auth=0/N`), of which its "sasl" lines may have counted some already.
 
-Per source the scorer keeps two small tallies. `pending` counts "auth" lines no summary has claimed: a
+Per address the scorer keeps two small tallies. `pending` counts "auth" lines no summary has claimed: a
 summary of N attempts adds only the attempts beyond them, then takes them, so with `auth_verbose = yes`
 the per-attempt lines carry the weight and the summary adds nothing, and with `auth_verbose = no` (only
 summaries) the summary carries it all. A "sasl" line within `pair_window` seconds of a pending "auth"
@@ -60,16 +60,19 @@ import pickle
 import zlib
 from collections.abc import Iterable, Mapping
 from socket import AF_INET6, inet_aton, inet_pton
+from typing import Any
 
 from adaptive.config import ScoringConfig
-from adaptive.events import Event, Kind
+from adaptive.events import Event, Kind, Tally
 from adaptive.scoring.bursts import Accounts, Burst, Distinct
 from adaptive.scoring.keys import EXACT, Keys
 from adaptive.scoring.offence import Offence
 from adaptive.scoring.table import NO_RULE, Table
 
 _AUTH, _SASL, _SUMMARY, _PAM, _SASL_SUMMARY = 1, 2, 3, 4, 5
-TALLIES = {"auth": _AUTH, "sasl": _SASL, "summary": _SUMMARY, "pam": _PAM, "sasl-summary": _SASL_SUMMARY}
+# Each tally mark's role in the table; a snapshot keeps the numbers, so one never changes its meaning.
+_ROLES: dict[str, int] = {Tally.AUTH: _AUTH, Tally.SASL: _SASL, Tally.SUMMARY: _SUMMARY, Tally.PAM: _PAM,
+          Tally.SASL_SUMMARY: _SASL_SUMMARY}
 
 # The `tally` marks of the shipped filter files, for a scorer given no filters (tests check they agree).
 SHIPPED_TALLIES: dict[str, str] = {
@@ -144,9 +147,9 @@ class Scorer:
         self._slow_epsilon = c.slow_threshold / _NEGLIGIBLE
         marks = SHIPPED_TALLIES if tallies is None else tallies
         for name, mark in marks.items():
-            if mark not in TALLIES:
-                raise ValueError(f"{name}: tally {mark!r} is not one of {', '.join(TALLIES)}")
-        self._marks = {name: TALLIES[mark] for name, mark in marks.items()}
+            if mark not in _ROLES:
+                raise ValueError(f"{name}: tally {mark!r} is not one of {', '.join(Tally)}")
+        self._marks = {name: _ROLES[mark] for name, mark in marks.items()}
         self._rule_ids: dict[str, dict[str, int]] = {}   # filter -> rule -> id
         self._rule_names: list[str] = []                  # id -> "filter/rule"
         self._roles: list[int] = []                       # id -> tally role (0: none)
@@ -156,7 +159,7 @@ class Scorer:
 
     def snapshot(self) -> bytes:
         """Everything the scorer holds (scores, tallies, burst windows), compressed: about 8 bytes a
-        tracked source, 60 ms for 100,000. For the state, which only adaptive writes and root reads."""
+        tracked address, 60 ms for 100,000. For the state, which only adaptive writes and root reads."""
         return zlib.compress(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
     @classmethod
@@ -173,13 +176,13 @@ class Scorer:
         return scorer
 
     def split_around(self, networks: Iterable) -> None:
-        """Score each address of an IPv6 source prefix that holds one of `networks` (the addresses
+        """Score each address of a scored IPv6 prefix that holds one of `networks` (the addresses
         that are never banned) on its own (see `keys`)."""
         self.keys.split_around(networks)
         self._split = self.keys.split
 
     def __len__(self) -> int:
-        """Sources tracked (with a score); burst windows hold theirs apart, bounded by their own cap."""
+        """Addresses tracked (with a score); burst windows hold theirs apart, bounded by their own cap."""
         return len(self.table.index)
 
     @property
@@ -245,7 +248,7 @@ class Scorer:
                     fixed[s] += a
                     if kind in self._slow_kinds:
                         slow_fixed[s] += a
-            # The source's rules: its most frequent, and the latest other one.
+            # The address's rules: its most frequent, and the latest other one.
             if rule[s] == r:
                 if hits[s] < 0xFFFF:
                     hits[s] += 1
@@ -294,7 +297,9 @@ class Scorer:
         table = self.table
         pending, unpaired, paired_at = table.pending, table.unpaired, table.paired_at
         window = self.config.pair_window
-        since = t - table.base
+        base = table.base
+        assert base is not None     # the slot is there, so the table has its base
+        since = t - base
         if role == _AUTH or role == _PAM:
             # The same attempt in Dovecot's auth line and in PAM's own: whichever comes second adds
             # nothing (`echo` is Dovecot's lines less PAM's, within the window); the first is an "auth".
@@ -332,7 +337,7 @@ class Scorer:
         return n - p
 
     def _forgive(self, s: int, t: float) -> list[Offence]:
-        """A login from a tracked source: take `forgive` off the forgivable parts of its scores."""
+        """A login from a tracked address: take `forgive` off the forgivable parts of its scores."""
         (_, time, expiry, score, fixed, slow, slow_fixed, flags, *_) = self._columns
         dt = t - time[s]
         d = math.exp(-dt * self._rate) if dt > 0.0 else 1.0
@@ -373,11 +378,13 @@ class Scorer:
 
     def _expiry(self, t: float, total: float, slow_total: float) -> float:
         """When both scores will have decayed to nothing worth keeping, after the table's base."""
-        e = t - self.table.base
+        base = self.table.base
+        assert base is not None     # the slot is there, so the table has its base
+        e = t - base
         if total > self._epsilon:
             e += math.log(total / self._epsilon) / self._rate
         if slow_total > self._slow_epsilon:
-            e = max(e, t - self.table.base + math.log(slow_total / self._slow_epsilon) / self._slow_rate)
+            e = max(e, t - base + math.log(slow_total / self._slow_epsilon) / self._slow_rate)
         return e
 
     # --- rules ---
@@ -403,14 +410,14 @@ class Scorer:
         return out
 
     def _rules_of(self, key: int, r: int, count: int) -> dict[str, int]:
-        """For a burst: the source's rules if it has a score, else the event's rule with the count."""
+        """For a burst: the address's rules if it has a score, else the event's rule with the count."""
         s = self.table.index.get(key)
         return self._rules(s) if s is not None else {self._rule_names[r]: count}
 
     # --- the side doors: unban and explain ---
 
     def forgive(self, target: str) -> None:
-        """Forget what the source (or every source in the prefix) did: scores and windows reset.
+        """Forget what the address (or every address in the prefix) did: scores and windows reset.
 
         For an unban: the target starts afresh, but for the attempts already counted, whose late
         summaries must not count them again. ValueError for a target that is no address or prefix.
@@ -428,7 +435,7 @@ class Scorer:
 
     def explain(self, address: str) -> dict | None:
         """What the scorer holds about an address (or its IPv6 prefix), decayed to the latest event
-        time; None when nothing. ValueError for a prefix wider than one source, or no address.
+        time; None when nothing. ValueError for a prefix wider than one key, or no address.
 
         {"target", "time" (the latest event time), "score", "forgivable" (the part a login takes
         back), "threshold", "slow", "slow_threshold", "updated" (its last event, None if untracked),
@@ -437,7 +444,7 @@ class Scorer:
         """
         low, high = self.keys.parse(address)
         if low != high:
-            raise ValueError(f"{address!r} holds more than one source: give an address")
+            raise ValueError(f"{address!r} holds more than one scored address: give an address")
         key = low
         windows = {"spam_burst": self.spam.count(key), "harvest": self.harvest.count(key),
                    "dictionary": self.dictionary.count(key), "account": self.accounts.sent(key)}
@@ -446,7 +453,7 @@ class Scorer:
         if s is None and not any(windows.values()):
             return None
         c = self.config
-        out = {"target": self.keys.target(key), "time": self.now, "score": 0.0, "forgivable": 0.0,
+        out: dict[str, Any] = {"target": self.keys.target(key), "time": self.now, "score": 0.0, "forgivable": 0.0,
                "threshold": c.threshold, "slow": 0.0, "slow_threshold": c.slow_threshold, "updated": None,
                "rules": {}, "offended": [], "pending_attempts": 0, "windows": windows}
         if s is not None:

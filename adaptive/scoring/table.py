@@ -1,7 +1,7 @@
-"""The tracked sources, compactly: a dict from source key to slot, and one typed array per value.
+"""The tracked addresses, compactly: a dict from address key to slot, and one typed array per value.
 
-A Python object per source would cost several hundred bytes; a million sources must fit in under 200
-each. So a source is a slot number, and each of its values sits at that index in an `array` (a
+A Python object per address would cost several hundred bytes; a million addresses must fit in under 200
+each. So an address is a slot number, and each of its values sits at that index in an `array` (a
 column) of machine floats or small ints, which costs their bare size. What a slot costs, measured by
 `bench/scoring.py`:
 
@@ -17,14 +17,14 @@ column: eviction finds its victims' keys by walking the index in C. `expiry` and
 single floats counted from `base`, the first time the table saw: whole seconds for half a year, a few
 seconds after years, which is all they need (an ordering, a pairing window).
 
-Eviction: past `capacity` sources, the least worth keeping go, in batches. `expiry` holds, per slot,
+Eviction: past `capacity` addresses, the least worth keeping go, in batches. `expiry` holds, per slot,
 the log time at which both its scores will have decayed to nothing worth keeping (under 1/64 of their
 thresholds); the scorer sets it at each update. For one score, ordering slots by it is ordering them
 by their scores decayed to any one moment (for two, by the later of the two), so it never needs
-recomputing as time passes: sources whose scores have decayed away already come first, then the
+recomputing as time passes: addresses whose scores have decayed away already come first, then the
 lowest scores. A batch is found by taking the 1/32 quantile of a random sample of expiries, then
-walking the index for the sources at or below it, in C (`map`/`compress` over its keys and values),
-so that a flood of new sources costs a few microseconds per eviction.
+walking the index for the addresses at or below it, in C (`map`/`compress` over its keys and values),
+so that a flood of new addresses costs a few microseconds per eviction.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ BATCH = 32       # a batch is about 1/BATCH of the table
 
 
 class Table:
-    """Per-source values in columns; `index` maps a source key to its slot.
+    """Per-address values in columns; `index` maps an address key to its slot.
 
     >>> table = Table(capacity=1_000_000)
     >>> slot = table.index.get(key)
@@ -68,7 +68,7 @@ class Table:
         self.paired_at = array("f")     # log time of the last of those two
         self.echo = array("b")          # Dovecot auth lines less PAM lines, of attempts both may log
         self.sasl_seen = array("B")     # SASL failures no Postfix disconnect summary has claimed
-        self.rule = array("H")          # the source's most frequent rule, and its events
+        self.rule = array("H")          # the address's most frequent rule, and its events
         self.hits = array("H")
         self.rule2 = array("H")         # the latest other rule, and its events
         self.hits2 = array("H")
@@ -101,15 +101,15 @@ class Table:
             self.paired_at.append(since)
             for column in (self.score, self.fixed, self.slow, self.slow_fixed):
                 column.append(0.0)
-            for column in (self.flags, self.pending, self.unpaired, self.echo, self.sasl_seen, self.hits, self.hits2):
-                column.append(0)
+            for counts in (self.flags, self.pending, self.unpaired, self.echo, self.sasl_seen, self.hits, self.hits2):
+                counts.append(0)
             self.rule.append(NO_RULE)
             self.rule2.append(NO_RULE)
         self.index[key] = s
         return s
 
     def forgive(self, key: int) -> None:
-        """Forgive a source: forget it, unless it holds tallies of attempts already counted whose
+        """Forgive an address: forget it, unless it holds tallies of attempts already counted whose
         summaries are still due (Dovecot writes one when each held connection finally closes): then
         its scores, offences and rules go back to nothing and the tallies stay, so those summaries do
         not count the attempts again."""
@@ -123,13 +123,13 @@ class Table:
         self.hits[s] = self.hits2[s] = 0
 
     def drop(self, key: int) -> None:
-        """Forget a source; its slot is reused later."""
+        """Forget an address; its slot is reused later."""
         s = self.index.pop(key)
         self.expiry[s] = _INF
         self.free.append(s)
 
     def evict(self) -> int:
-        """Drop a batch of the sources least worth keeping (at least one); returns how many."""
+        """Drop a batch of the addresses least worth keeping (at least one); returns how many."""
         index, expiry = self.index, self.expiry
         n = len(expiry)
         picked = self._rng.sample(range(n), SAMPLE) if n > SAMPLE else range(n)
