@@ -189,3 +189,27 @@ def test_an_error_inside_a_table_names_the_file_that_changed_it(tmp_path):
     with pytest.raises(ConfigError) as info:
         config.load([SHIPPED, local], dropins=None)
     assert str(local) in str(info.value) and str(SHIPPED) not in str(info.value)
+
+
+def test_a_dropin_turns_off_a_shipped_source_and_adds_its_own(tmp_path):
+    dropins = tmp_path / "adaptive.d"
+    dropins.mkdir()
+    write(dropins, "10-local.toml", '[sources.mail]\nenabled = false\n\n'
+                                    '[sources.dovecot]\npath = "/var/log/dovecot.log"\n')
+    loaded = config.load([SHIPPED], dropins=dropins)
+    assert list(loaded.sources) == ["dovecot"] and loaded.sources["dovecot"].enabled
+
+
+def test_a_source_turned_off_needs_no_path_but_a_flag_that_is_one(tmp_path):
+    off = write(tmp_path, "off.toml", '[sources.spare]\nenabled = false\n')
+    assert "spare" not in config.load([SHIPPED, off], dropins=None).sources
+    odd = write(tmp_path, "odd.toml", '[sources.mail]\nenabled = "no"\n')
+    with pytest.raises(ConfigError) as info:
+        config.load([SHIPPED, odd], dropins=None)
+    assert f'{odd}: sources.mail.enabled = "no"' in str(info.value)
+
+
+def test_turning_off_the_only_source_leaves_nothing_to_follow(tmp_path):
+    off = write(tmp_path, "off.toml", '[sources.mail]\nenabled = false\n')
+    result = adaptive("check-config", "-c", str(SHIPPED), "-c", str(off), "--dropins", "")
+    assert result.returncode == 2 and "nothing to follow" in result.stderr, result

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from adaptive.config import SHIPPED_FILTERS
 from adaptive.events import Event, Kind
 from adaptive.filters.engine import Engine, _trie
 from adaptive.filters.prefix import YearGuess, parse
@@ -18,7 +19,7 @@ from adaptive.filters.rules import Filter, FilterError, Sample, load_directory, 
 from hypothesis import given
 from hypothesis import strategies as st
 
-FILTER_DIR = Path(__file__).resolve().parent.parent / "filters"
+FILTER_DIR = SHIPPED_FILTERS
 FILTERS = {f.name: f for f in load_directory(FILTER_DIR)}
 # Samples are dated Nov 24; a reference the next day places classic timestamps without a year.
 REFERENCE = time.mktime((2025, 11, 25, 12, 0, 0, 0, 0, -1))

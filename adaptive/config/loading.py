@@ -112,6 +112,8 @@ def build(tree: dict, origin: dict[str, Path], files: tuple[Path, ...] = ()) -> 
                     problems.append(_where(origin, f"sources.{src_name}",
                                            f"sources.{src_name} must be a table, got {src!r}"))
                     continue
+                if src.get("enabled", True) is False:     # off: its other keys need not be complete
+                    continue
                 built = _section(SourceConfig, src, origin, f"sources.{src_name}", problems)
                 if built is not None:
                     sources[src_name] = built

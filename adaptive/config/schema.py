@@ -8,6 +8,7 @@ dataclass here and a field to `Config`. Reading files and naming the file at fau
 from __future__ import annotations
 
 import grp
+import importlib.resources
 import ipaddress
 import math
 import pwd
@@ -22,11 +23,13 @@ from adaptive.addresses import parse_network
 from adaptive.durations import LONGEST
 from adaptive.vocabulary import REASONS
 
-# adaptive/config/schema.py → the checkout's filters/
 # The kinds of source a `[sources.NAME]` section may name in `type`; `adaptive.sources` registers one
 # source for each (a test checks that they agree).
 SOURCE_TYPES = ("file",)
-SHIPPED_FILTERS = Path(__file__).resolve().parents[2] / "filters"
+# The filters shipped with adaptive: package data (adaptive/filters/shipped/*.toml), so a checkout, a
+# wheel and an editable install all find them. The Debian package keeps them in /usr/share/adaptive/filters
+# and links that directory here. Not a zip import: the engine reads them as files.
+SHIPPED_FILTERS = Path(str(importlib.resources.files("adaptive.filters").joinpath("shipped")))
 
 
 # --- value checks: each takes the raw TOML value and returns the converted one or raises ValueError ---
@@ -251,6 +254,8 @@ class SourceConfig:
     # Who may own the log file (user names or uids; [] = anyone): a file of another user in the log's
     # directory is refused. Default: root, and syslog where that user exists (Ubuntu's rsyslog).
     owners: tuple = _checked(_known_users("root", "syslog"), _users)
+    # False leaves the source out, as if its section were not there: a drop-in turns off a shipped one.
+    enabled: bool = _checked(True, _flag)
 
 
 @dataclass(frozen=True)
