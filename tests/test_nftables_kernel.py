@@ -433,6 +433,25 @@ def test_a_table_adaptive_did_not_make_is_never_replaced_or_deleted(lab):
     assert "not made by adaptive" in lab.srv.call(k_fresh, '[nftables]\ntable = "bare"\n', "apply")
 
 
+def test_ruleset_remove_deletes_its_own_table_only(lab, tmp_path):
+    # The Debian package's prerm runs `adaptive ruleset --remove` on removal.
+    lab.srv.exec("nft", ADMINS)
+    conf = tmp_path / "a.toml"
+    conf.write_text("")
+    cli = (str(PYTHON), "-m", "adaptive", "ruleset", "-c", str(conf), "--dropins", "")
+    assert lab.srv.exec(*cli, "--apply").returncode == 0
+    assert sorted(lab.srv.call(k_tables)) == ["adaptive", "filter"]
+    done = lab.srv.exec(*cli, "--remove")
+    assert "table inet adaptive: removed" in done.stdout, done
+    assert lab.srv.call(k_tables) == ["filter"]
+    again = lab.srv.exec(*cli, "--remove")
+    assert "not there, nothing to remove" in again.stdout, again
+    conf.write_text('[nftables]\ntable = "filter"\n')
+    refused = lab.srv.exec(*cli, "--remove", check=False)
+    assert refused.returncode == 1 and "was not made by adaptive" in refused.stderr, refused
+    assert lab.srv.call(k_tables) == ["filter"]
+
+
 def test_its_own_table_is_applied_again_with_or_without_the_marker(lab):
     lab.srv.call(k_apply)
     assert lab.srv.call(k_fresh, "", "apply") == ""

@@ -6,12 +6,16 @@ import argparse
 import os
 import sys
 
+from adaptive.config import SourceConfig
 from adaptive.filters.rules import load_directory
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from adaptive.control.cli import add_config_options
     p = sub.add_parser("check-config", help="validate the configuration files and the filters")
+    p.add_argument("--ready", action="store_true",
+                   help="also require a log to read now (a source's file exists): exit 1 if none has one. "
+                        "The Debian package starts the daemon after installing only then")
     add_config_options(p)
     p.set_defaults(run=run)
 
@@ -31,9 +35,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"adaptive: {why}", file=sys.stderr)
         return 1
     files = ", ".join(str(f) for f in config.files)
+    if args.ready and not any(_present(source) for source in config.sources.values()):
+        where = ", ".join(str(s.path) for s in config.sources.values())
+        print(f"adaptive: configuration ok ({files}) but no source has a log to read yet ({where} missing)",
+              file=sys.stderr)
+        return 1
     print(f"configuration ok: {files}; {len(config.sources)} source(s), "
           f"{len(filters)} filter(s) with {sum(len(f.rules) for f in filters)} rules")
     return 0
+
+
+def _present(source: SourceConfig) -> bool:
+    """Whether the source has a log to read now."""
+    return source.path is not None and source.path.exists()
 
 
 def _listen_refused(listen: str) -> str | None:

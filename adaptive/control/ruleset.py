@@ -3,7 +3,8 @@
 `--print` (the default) needs no kernel: it prints the JSON payload `--apply` would send, without
 the live bans (or, with `--text`, the same as an `nft -f` script). `--check` and `--apply` read the live
 bans and counters and carry them over; `--check` is libnftables' dry run, so the kernel validates the
-whole transaction and keeps none of it.
+whole transaction and keeps none of it. `--remove` deletes the table, every ban in it (the state keeps
+them: the daemon puts them back at its next start); the Debian package's prerm runs it on removal.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from adaptive.nftables import Backend
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="have the kernel validate the ruleset with the live bans, applying nothing")
     mode.add_argument("--apply", dest="mode", action="store_const", const="apply",
                       help="replace adaptive's table atomically, keeping live bans and counters")
+    mode.add_argument("--remove", dest="mode", action="store_const", const="remove",
+                      help="delete adaptive's table and the bans in it (the state keeps them; a table "
+                           "not made by adaptive is left alone)")
     p.add_argument("--text", action="store_true", help="with --print: the nft text form instead of JSON")
     add_config_options(p)
     p.set_defaults(run=run, mode="print")
@@ -42,9 +50,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from adaptive.nftables import Backend, Executor, NftablesError
+    from adaptive.nftables.backend import NotOurTable
     try:
         backend = Backend(Executor(), config)
+        if args.mode == "remove":
+            return _remove(backend)
         backend.check() if args.mode == "check" else backend.apply()
+    except NotOurTable as e:
+        print(f"adaptive: {e}", file=sys.stderr)
+        return 1
     except NftablesError as e:
         print(f"adaptive: nftables refused the ruleset, nothing changed:\n{e}", file=sys.stderr)
         return 1
@@ -53,4 +67,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     done = "checked by the kernel, nothing applied" if args.mode == "check" else "applied"
     print(f"table inet {config.nftables.table}: {done}; its ban sets and their bans kept")
+    return 0
+
+
+def _remove(backend: Backend) -> int:
+    if backend.remove():
+        print(f"table inet {backend.table}: removed, with its bans (the state keeps them)")
+    else:
+        print(f"table inet {backend.table}: not there, nothing to remove")
     return 0

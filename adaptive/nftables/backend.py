@@ -150,12 +150,14 @@ class Backend:
         with self._lock:
             self._existing(self._config)
 
-    def remove(self) -> None:
-        """Delete adaptive's table, bans and all (uninstall)."""
+    def remove(self) -> bool:
+        """Delete adaptive's table, bans and all (uninstall); False if there was none."""
         with self._lock:
-            if self._existing(self._config)[0] is not None:
+            there = self._existing(self._config)[0] is not None
+            if there:
                 self._runner.run(build_delete_table(self.table))
             self._rules = None
+            return there
 
     # --- bans ---
 
