@@ -1,16 +1,33 @@
 #!/bin/sh
-# Idempotent set-up for a Debian bookworm host, run as root: `make run` and `make test` call it first.
-# It installs only what is missing, so a second run takes about a second.
+# Idempotent set-up for a Debian 12 or 13 host, run as root. It installs only what is missing, so a
+# second run takes about a second.
+#
+#   ./setup.sh          what the daemon needs (make run): nftables' binding, a venv with adaptive in it
+#   ./setup.sh test     besides, what the tests need (make test): the real servers adaptive is tested
+#                       against, fail2ban, promtool, debootstrap, the Debian packaging tools, and the
+#                       linters in the venv. The servers' units are disabled and masked: the tests run
+#                       them by hand in namespaces, and nothing of theirs may start on the host.
+#   ./setup.sh build    the tools `make deb` builds the Debian package with
 set -eu
 cd "$(dirname "$0")"
+mode=${1:-run}
 
-# Runtime: the kernel binding. Tests: the real servers adaptive is tested against, fail2ban for the
-# side-by-side benchmarks, and debootstrap for the Debian 13 root the tests build (tests/debroot.py).
-PACKAGES="nftables python3-nftables python3-venv iproute2 ca-certificates openssl
-postfix dovecot-core dovecot-imapd dovecot-pop3d prometheus fail2ban debootstrap"
+RUNTIME="nftables python3-nftables python3-venv iproute2 ca-certificates"
+BUILD="debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools"
+# Servers (and their Debian packages' units, masked below), tools of the tests and benchmarks.
+SERVERS="postfix dovecot-core dovecot-imapd dovecot-pop3d prometheus fail2ban"
+TESTS="openssl debootstrap bash-completion $BUILD"
+UNITS="postfix.service dovecot.service dovecot.socket prometheus.service fail2ban.service"
+
+case $mode in
+    run) packages=$RUNTIME ;;
+    build) packages="$RUNTIME $BUILD" ;;
+    test) packages="$RUNTIME $SERVERS $TESTS" ;;
+    *) echo "usage: setup.sh [run|test|build]" >&2; exit 2 ;;
+esac
 
 missing=""
-for p in $PACKAGES; do
+for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
@@ -29,13 +46,28 @@ if [ -n "$missing" ]; then
     [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
 fi
 
+if [ "$mode" = test ]; then
+    # Whatever Debian enabled for them: not at the next boot, not by a socket, not by hand by mistake.
+    for unit in $UNITS; do
+        if [ ! -L "/etc/systemd/system/$unit" ] && { [ -e "/lib/systemd/system/$unit" ] \
+                || [ -e "/usr/lib/systemd/system/$unit" ]; }; then
+            systemctl --root=/ --quiet disable "$unit" 2>/dev/null || true
+            systemctl --root=/ --quiet mask "$unit"
+        fi
+    done
+fi
+
+[ "$mode" = build ] && exit 0
+
 # The venv sees Debian's python3-nftables through --system-site-packages.
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-stamp=.venv/.adaptive-installed
+extras=""
+[ "$mode" = test ] && extras="[test]"
+stamp=.venv/.adaptive-installed$extras
 if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
     touch "$stamp"
 fi
 .venv/bin/python -c 'import nftables, regex, watchdog, prometheus_client' \

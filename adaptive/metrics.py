@@ -29,13 +29,7 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any, Protocol, cast
 
-from prometheus_client import (
-    CollectorRegistry,
-    Histogram,
-    Info,
-    ProcessCollector,
-    disable_created_metrics,
-)
+from prometheus_client import CollectorRegistry, Histogram, Info, ProcessCollector
 from prometheus_client import Counter as CounterMetric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import MetricsHandler
@@ -46,6 +40,16 @@ from adaptive.config import host_port
 from adaptive.vocabulary import REASONS, Outcome
 
 log = logging.getLogger(__name__)
+
+
+def disable_created_metrics() -> None:
+    """prometheus-client's own switch where it has one (0.17 on); before (Debian 12's 0.16), the flag it reads."""
+    import prometheus_client
+    if hasattr(prometheus_client, "disable_created_metrics"):
+        prometheus_client.disable_created_metrics()
+    else:
+        prometheus_client.metrics._use_created = False
+
 
 OUTCOMES = tuple(o.value for o in Outcome)
 ERRORS = ("nft", "source", "state")

@@ -18,6 +18,7 @@ MARKS: dict[str, tuple[str, ...]] = {
     "test_bench_smoke": ("servers", "e2e"),
     "test_bench_latency_smoke": ("kernel", "servers", "e2e"),
     "test_bench_repair_smoke": ("kernel", "servers", "e2e"),
+    "test_deb": ("kernel", "e2e", "package"),
 }
 
 

@@ -46,7 +46,14 @@ SERVERS = ["postfix", "dovecot-core", "dovecot-imapd", "dovecot-pop3d", "dovecot
            "openssl", "ca-certificates"]
 PYTHON = ["python3", "python3-nftables", "nftables", "python3-regex", "python3-watchdog",
           "python3-prometheus-client", "python3-pytest", "python3-hypothesis", "iproute2", "procps"]
-PACKAGES = {"trixie": SERVERS + PYTHON}
+# What the Debian package needs from the archive, for the roots its tests install it in.
+PACKAGE_DEPENDS = ["python3", "python3-nftables", "nftables", "python3-regex", "python3-watchdog",
+                   "python3-prometheus-client"]
+# A root's name -> the packages installed in it. A name is a Debian suite, or SUITE-fresh: a root as
+# debootstrap leaves it (minbase), with the archive's lists and DOWNLOADS[name] fetched into apt's cache
+# but not installed, so apt can install a package and its dependencies there without the network.
+PACKAGES = {"trixie": SERVERS + PYTHON, "bookworm-fresh": [], "trixie-fresh": []}
+DOWNLOADS = {"bookworm-fresh": PACKAGE_DEPENDS, "trixie-fresh": PACKAGE_DEPENDS}
 
 POLICY_RC_D = "#!/bin/sh\n# adaptive's test root: no service starts here.\nexit 101\n"
 
@@ -78,9 +85,15 @@ class RootError(RuntimeError):
     """A root cannot be had here (no debootstrap, no network, not root); the message says why."""
 
 
+def suite_of(name: str) -> str:
+    """The Debian suite a root of that name is of ("trixie" for "trixie-fresh")."""
+    return name.removesuffix("-fresh")
+
+
 def digest(suite: str) -> str:
     """What the root's directory name carries: the recipe, suite, mirror and packages."""
-    text = "\n".join([str(RECIPE), suite, MIRROR, *sorted(PACKAGES[suite])])
+    text = "\n".join([str(RECIPE), suite, MIRROR, *sorted(PACKAGES[suite]),
+                      *(f"download {p}" for p in sorted(DOWNLOADS.get(suite, ())))])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -130,7 +143,8 @@ def _build(suite: str, ready: Path, log) -> None:
         shutil.rmtree(old, ignore_errors=True)
     print(f"debroot: building {ready} from {MIRROR} (a few minutes)", file=log, flush=True)
     try:
-        _step(log, "debootstrap", "--variant=minbase", "--components=main", suite, str(building), MIRROR)
+        _step(log, "debootstrap", "--variant=minbase", "--components=main", suite_of(suite), str(building),
+              MIRROR)
         # Services never start in the root, neither now nor later; Postfix is configured by the tests.
         policy = building / "usr" / "sbin" / "policy-rc.d"
         policy.write_text(POLICY_RC_D)
@@ -143,10 +157,14 @@ def _build(suite: str, ready: Path, log) -> None:
                    'mount -t proc proc "$1/proc" && exec chroot "$@"', "sh", str(building)]
         _step(log, *in_root, "debconf-set-selections", input=selections, env=env)
         _step(log, *in_root, "apt-get", "update", "-q", env=env)
-        _step(log, *in_root, "apt-get", "install", "-y", "-q", *PACKAGES[suite], env=env)
-        _step(log, *in_root, "apt-get", "clean", env=env)
-        for lists in (building / "var" / "lib" / "apt" / "lists").glob("*_Packages"):
-            lists.unlink()
+        if PACKAGES[suite]:
+            _step(log, *in_root, "apt-get", "install", "-y", "-q", *PACKAGES[suite], env=env)
+        if suite in DOWNLOADS:      # the lists and the .debs kept: apt installs from them offline
+            _step(log, *in_root, "apt-get", "install", "-y", "-q", "--download-only", *DOWNLOADS[suite], env=env)
+        else:
+            _step(log, *in_root, "apt-get", "clean", env=env)
+            for lists in (building / "var" / "lib" / "apt" / "lists").glob("*_Packages"):
+                lists.unlink()
         # Stamped, then renamed into place in one step: a root without its stamp is never used.
         (building / ".complete").write_text(
             f"suite {suite}\nmirror {MIRROR}\npackages {' '.join(PACKAGES[suite])}\n"
@@ -168,7 +186,7 @@ def _step(log, *cmd: str, input: str | None = None, env: dict | None = None) -> 
 
 def _remove_stale(suite: str, keep: Path) -> None:
     """Roots of the same suite with another package list (the cache keeps one per suite)."""
-    for old in CACHE.glob(f"{suite}-*"):
+    for old in CACHE.glob(f"{suite}-{'?' * 12}"):     # not trixie-fresh-* for trixie
         if old != keep and old.is_dir() and (old / ".complete").exists():
             shutil.rmtree(old, ignore_errors=True)
 
@@ -212,6 +230,73 @@ def run(root_: Path, command: list[str], binds: Iterable[Path] = (), cwd: Path |
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("text", True)
     return subprocess.run(chroot_command(root_, command, binds, cwd), **kwargs)
+
+
+class Machine:
+    """A root run as a machine of its own for the length of a test: one process holds a private mount
+    namespace (the overlay, /run, /tmp) for it, and every `run` enters that namespace and root, so
+    what one command writes (an installed package, a daemon's socket in /run) the next one sees.
+
+        with Machine(root("bookworm-fresh"), netns="adt-x-srv", binds=[debs]) as box:
+            box.run(["apt-get", "install", "-y", f"{debs}/adaptive_0.1.0_all.deb"])
+
+    `netns` puts it in a network namespace (the kernel's firewall there is the machine's own). Leaving
+    ends every process left in it; the overlay's writes go with the namespace.
+    """
+
+    def __init__(self, root_: Path, netns: str | None = None, binds: Iterable[Path] = ()):
+        self.root = root_
+        self.netns = netns
+        self.binds = list(binds)
+        self._holder: subprocess.Popen | None = None
+
+    def __enter__(self) -> Machine:
+        command = chroot_command(self.root, ["sleep", "infinity"], self.binds)
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns, *command]
+        self._holder = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        comm = Path(f"/proc/{self._holder.pid}/comm")
+        while comm.read_text().strip() != "sleep":      # exec'd its way through unshare, sh and chroot
+            if self._holder.poll() is not None:
+                raise RootError(f"the machine of {self.root} did not start: {self._holder.stderr.read()}")
+            if time.monotonic() > deadline:
+                raise RootError(f"the machine of {self.root} did not start in 30 s")
+            time.sleep(0.02)
+        return self
+
+    def command(self, command: list[str]) -> list[str]:
+        """`command` as a command line run in the machine (its mounts, root, network), from /."""
+        assert self._holder is not None
+        enter = ["nsenter", "--target", str(self._holder.pid), "--mount", "--root", "--wd"]
+        if self.netns:
+            enter.append("--net")
+        return [*enter, "--", "/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8",
+                "HOME=/root", "DEBIAN_FRONTEND=noninteractive", *command]
+
+    def run(self, command: list[str], **kwargs) -> subprocess.CompletedProcess:
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        kwargs.setdefault("timeout", 600)
+        return subprocess.run(self.command(command), **kwargs)
+
+    def popen(self, command: list[str], **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(self.command(command), **kwargs)
+
+    def __exit__(self, *exc) -> None:
+        if self._holder is None:
+            return
+        # Every process of the machine: the holder's mount namespace is theirs alone.
+        mine = os.readlink(f"/proc/{self._holder.pid}/ns/mnt")
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and proc.name != str(self._holder.pid):
+                with contextlib.suppress(OSError):
+                    if os.readlink(proc / "ns" / "mnt") == mine:
+                        os.kill(int(proc.name), 9)
+        self._holder.kill()
+        self._holder.wait(timeout=30)
+        self._holder.stderr.close()
+        self._holder = None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,3 +66,40 @@ def test_a_wheel_installed_in_a_new_venv_checks_a_log_from_any_directory(wheel, 
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(e["rule"], e["ip"]) for e in events] == [("sasl-auth-failed", "192.0.2.1"),
                                                        ("login-auth-failed", "198.51.100.7")], done.stdout
+
+
+def _commands() -> set[str]:
+    from adaptive.control.cli import build_parser
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if a.dest == "command"]
+    return set(sub.choices)
+
+
+def test_the_bash_completion_and_the_man_page_know_every_command():
+    completion = (ROOT / "conf" / "bash-completion" / "adaptive").read_text()
+    [listed] = [line.split('"')[1] for line in completion.splitlines() if line.strip().startswith("local commands=")]
+    assert set(listed.split()) == _commands()
+    page = (ROOT / "docs" / "adaptive.8").read_text()
+    described = {line.split()[1].replace("\\-", "-") for line in page.splitlines() if line.startswith(".B ")
+                 and line.split()[1].replace("\\-", "-") in _commands() | {"import"}}
+    assert described == _commands()
+
+
+def test_bash_completes_commands_and_options():
+    helpers = Path("/usr/share/bash-completion/bash_completion")
+    if not helpers.exists():
+        pytest.skip("needs bash-completion (./setup.sh test installs it)")
+    script = (f"source {helpers}; source {ROOT}/conf/bash-completion/adaptive; "
+              "COMP_WORDS=(adaptive check-c); COMP_CWORD=1; COMP_LINE='adaptive check-c'; COMP_POINT=16; "
+              "_adaptive; echo \"${COMPREPLY[@]}\"; "
+              "COMP_WORDS=(adaptive ruleset --ch); COMP_CWORD=2; COMP_LINE='adaptive ruleset --ch'; COMP_POINT=21; "
+              "_adaptive; echo \"${COMPREPLY[@]}\"")
+    bindir = Path(sys.executable).parent
+    done = _run("bash", "-c", script, env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"})
+    assert done.stdout.splitlines() == ["check-config", "--check"], done.stdout
+
+
+def test_the_debian_changelog_is_of_this_version():
+    from adaptive import __version__
+    head = (ROOT / "debian" / "changelog").read_text().splitlines()[0]
+    assert head.startswith(f"adaptive ({__version__}) "), head
