@@ -12,7 +12,10 @@ set -eu
 cd "$(dirname "$0")"
 mode=${1:-run}
 
-RUNTIME="nftables python3-nftables python3-venv iproute2 ca-certificates"
+# The daemon's libraries are Debian's, the ones its package depends on: the venv (which sees them
+# through --system-site-packages) and the tests run what an installed adaptive runs.
+RUNTIME="nftables python3-nftables python3-regex python3-watchdog python3-prometheus-client
+         python3-venv iproute2 ca-certificates"
 BUILD="debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools"
 # Servers (and their Debian packages' units, masked below), tools of the tests and benchmarks.
 SERVERS="postfix dovecot-core dovecot-imapd dovecot-pop3d prometheus fail2ban"
@@ -59,7 +62,7 @@ fi
 
 [ "$mode" = build ] && exit 0
 
-# The venv sees Debian's python3-nftables through --system-site-packages.
+# The venv sees Debian's python3-nftables and the libraries above through --system-site-packages.
 if [ ! -x .venv/bin/python ]; then
     /usr/bin/python3 -m venv --system-site-packages .venv
 fi

@@ -143,7 +143,10 @@ class FileSource:
         self.truncations = 0               # copytruncate or a rewrite in place: read again from 0
         self._file: _OpenFile | None = None
         self._finished: deque[tuple[int, int]] = deque(maxlen=_FINISHED)   # (device, inode) read and left
-        self._waiting_since: int | None = None    # time.time_ns() a poll first found no file at the path
+        # time.time_ns() since which the path was awaited: from the source's creation (generations
+        # written and renamed away before its first poll are its own), then from a poll that finds no
+        # file. mtimes come from a coarse clock, a few ms behind this one.
+        self._waiting_since: int | None = time.time_ns() - 10_000_000
         self._resumed = False
         self._initial = start              # where the first file opened is begun, if none was saved
         self._reported: Position | None = None   # the position of the last chunk returned (or loaded)
@@ -274,7 +277,12 @@ class FileSource:
 
     def _resume(self) -> None:
         saved = self.store.load_position(self.name)
-        self._file = self._open_at_start() if saved is None else self._reopen(saved)
+        if saved is not None:
+            self._file = self._reopen(saved)
+        else:
+            first = self._open_at_start()
+            # Read from the beginning: so are generations rotated away since the source was made.
+            self._file = self._oldest_unread(first) if first and self._initial == "beginning" else first
         self._reported = saved
         self._resumed = True
         self._initial = "beginning"    # a file that appears from now on is new: all of it is unread
@@ -289,6 +297,16 @@ class FileSource:
                 f.close()
                 raise
         return f
+
+    def _oldest_unread(self, first: _OpenFile) -> _OpenFile:
+        """The oldest generation written since the path was awaited (see `_waiting_since`) and
+        rotated away before `first` was at the path, else `first`; the one not chosen is closed."""
+        assert self._waiting_since is not None
+        chosen = self._unread_generation(first, self._waiting_since) or first
+        if chosen is not first:
+            first.close()
+        self._waiting_since = None
+        return chosen
 
     def _place_at_end(self, f: _OpenFile) -> None:
         """Skip history, but not the line being written now: start after the last newline."""
@@ -355,16 +373,12 @@ class FileSource:
     def _follow(self, out: list[Chunk]) -> None:
         if self._file is None:
             if self._waiting_since is None:
-                # mtimes come from a coarse clock, a few ms behind this one
                 self._waiting_since = time.time_ns() - 10_000_000
             first = self._open_at_start()
             if first is None:
                 return
             # Generations that came and went while we waited for the path are as new as the file.
-            self._file = self._unread_generation(first, self._waiting_since) or first
-            if self._file is not first:
-                first.close()
-            self._waiting_since = None
+            self._file = self._oldest_unread(first)
         for _ in range(_MAX_SWITCHES):
             if self._read_slice(out):
                 return                 # handed on a full slice: the rest at the next poll
