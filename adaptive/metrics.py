@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
-from typing import Any, Protocol, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Histogram, Info, ProcessCollector
 from prometheus_client import Counter as CounterMetric
@@ -37,6 +37,7 @@ from prometheus_client.registry import Collector
 
 from adaptive import __version__
 from adaptive.config import host_port
+from adaptive.events import Kind
 from adaptive.vocabulary import REASONS, Outcome
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ def disable_created_metrics() -> None:
     else:
         prometheus_client.metrics._use_created = False
 
+
+T = TypeVar("T")
 
 OUTCOMES = tuple(o.value for o in Outcome)
 ERRORS = ("nft", "source", "state")
@@ -173,8 +176,8 @@ class KernelFigures:
 class _Counts(Protocol):
     lines: int
     unparsable: int
-    ignored: Counter
-    by_rule: Counter
+    ignored: Counter[tuple[str, str]]
+    by_rule: Counter[tuple[str, str, Kind]]
 
 
 class _Engine(Protocol):
@@ -221,7 +224,7 @@ class Census:
 
     def __init__(self) -> None:
         self._engines: dict[str, _Engine] = {}
-        self._carried: dict[str, Counter] = {}
+        self._carried: dict[str, Counter[tuple[str, ...]]] = {}
         self._scorer: _Scorer | None = None
         self._evicted = 0
 
@@ -242,14 +245,14 @@ class Census:
         return Snapshot(sources, len(scorer), self._evicted + scorer.evictions, state_bans, state_unwritten)
 
 
-def _flat(c: _Counts) -> Counter:
-    flat: Counter = Counter({("lines",): c.lines, ("unparsable",): c.unparsable})
+def _flat(c: _Counts) -> Counter[tuple[str, ...]]:
+    flat: Counter[tuple[str, ...]] = Counter({("lines",): c.lines, ("unparsable",): c.unparsable})
     flat.update({("ignored", *key): n for key, n in c.ignored.items()})
     flat.update({("events", *key): n for key, n in c.by_rule.items()})
     return flat
 
 
-def _figures(flat: Counter, lag: int | None, failing: bool) -> SourceFigures:
+def _figures(flat: Counter[tuple[str, ...]], lag: int | None, failing: bool) -> SourceFigures:
     ignored, events = {}, {}
     for key, n in flat.items():
         if key[0] == "ignored":
@@ -259,7 +262,7 @@ def _figures(flat: Counter, lag: int | None, failing: bool) -> SourceFigures:
     return SourceFigures(flat[("lines",)], flat[("unparsable",)], ignored, events, lag, failing)
 
 
-class Cached:
+class Cached(Generic[T]):
     """A slow read, done again only once its value is older than `every` seconds, or than `factor`
     times as long as the read took: with 100,000 bans the kernel takes 0.7 s to list them, and
     scrapes then read it at most every 7 s.
@@ -268,17 +271,17 @@ class Cached:
     the last value (None before the first): with 1,000,000 bans a listing takes most of a minute,
     and `status` and the first scrape waited for it. Thread-safe: one read at a time."""
 
-    def __init__(self, read: Callable[[], Any], every: float = 1.0, factor: float = 10.0,
+    def __init__(self, read: Callable[[], T], every: float = 1.0, factor: float = 10.0,
                  clock: Callable[[], float] = time.monotonic, wait: float | None = 0.25):
         self._read, self.every, self.factor, self._clock, self.wait = read, every, factor, clock, wait
         self._lock = threading.Lock()
-        self._value: Any = None
+        self._value: T | None = None
         self._error: BaseException | None = None     # the last read's failure, for the next caller
         self._at: float | None = None
         self._took = 0.0
         self._reading: threading.Event | None = None  # set once the read under way is done
 
-    def __call__(self, fresh: bool = False) -> Any:
+    def __call__(self, fresh: bool = False) -> T | None:
         """The value; read again first if it is due (or, `fresh`, whatever its age), waiting for the
         read `wait` seconds at most."""
         with self._lock:
@@ -303,6 +306,7 @@ class Cached:
         return self._reading is not None
 
     def _refresh(self, done: threading.Event, began: float) -> None:
+        value: T | None
         try:
             value, error = self._read(), None
         except BaseException as e:
@@ -371,7 +375,7 @@ class Exporter:
         if process:
             ProcessCollector(registry=r)
         self._census: Callable[[], Snapshot] | None = None
-        self._kernel: Cached | None = None
+        self._kernel: Cached[KernelFigures | None] | None = None
         self._kernel_every = kernel_every
         self._last = Snapshot()
         self._kernel_failure: str | None = None

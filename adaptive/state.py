@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from adaptive.sources.position import Position
 
@@ -115,7 +115,7 @@ class BanRecord:
 _BAN_COLUMNS = 'target, start, "end", reason, score, rules, user, count, origin, outcome'
 
 
-def _ban_record(row: tuple) -> BanRecord:
+def _ban_record(row: tuple[Any, ...]) -> BanRecord:
     target, start, end, reason, score, rules, user, count, origin, outcome = row
     return BanRecord(target, start, end, reason, score, json.loads(rules), user, count, origin, outcome)
 
@@ -253,7 +253,7 @@ class State:
         """The bans not yet ended at `at`, by start: those to restore into the kernel by default,
         the dry-run ones with `outcome="dry_run"`, all with `outcome=None`."""
         sql = f'SELECT {_BAN_COLUMNS} FROM bans WHERE ("end" IS NULL OR "end" > ?)'
-        args: tuple = (at,)
+        args: tuple[float | str, ...] = (at,)
         if outcome is not None:
             sql += " AND outcome = ?"
             args += (outcome,)
@@ -263,7 +263,7 @@ class State:
         """`live_bans`, only each target's end (None: until unbanned): what a restore and the decider's
         index need, without making 100,000 records (and reading their rules) at every start."""
         sql = 'SELECT target, "end" FROM bans WHERE ("end" IS NULL OR "end" > ?)'
-        args: tuple = (at,)
+        args: tuple[float | str, ...] = (at,)
         if outcome is not None:
             sql += " AND outcome = ?"
             args += (outcome,)
@@ -271,8 +271,8 @@ class State:
 
     def live_count(self, at: float) -> int:
         """How many bans to enforce are live at `at` (`live_bans`' length, counted by SQLite)."""
-        return self._db.execute('SELECT count(*) FROM bans WHERE ("end" IS NULL OR "end" > ?) '
-                                'AND outcome = \'ban\'', (at,)).fetchone()[0]
+        return cast(int, self._db.execute('SELECT count(*) FROM bans WHERE ("end" IS NULL OR "end" > ?) '
+                                          'AND outcome = \'ban\'', (at,)).fetchone()[0])
 
     def bans(self) -> list[BanRecord]:
         """Every ban row, live or lapsed, by start."""
@@ -281,10 +281,10 @@ class State:
 
     def ban_count(self, target: str, since: float) -> int:
         """How many bans the target got at or after `since` (unbanned ones too), dry-run included."""
-        return self._db.execute("SELECT count(*) FROM ban_history WHERE target = ? AND time >= ?",
-                                (target, since)).fetchone()[0]
+        return cast(int, self._db.execute("SELECT count(*) FROM ban_history WHERE target = ? AND time >= ?",
+                                          (target, since)).fetchone()[0])
 
-    def history(self, target: str, limit: int = 20) -> list[dict]:
+    def history(self, target: str, limit: int = 20) -> list[dict[str, Any]]:
         """The target's latest bans, newest first (for `adaptive explain`)."""
         rows = self._db.execute("SELECT time, duration, reason, origin, outcome FROM ban_history "
                                 "WHERE target = ? ORDER BY time DESC LIMIT ?", (target, limit))
@@ -422,7 +422,7 @@ class State:
 
     @property
     def schema_version(self) -> int:
-        return self._db.execute("SELECT version FROM schema_version").fetchone()[0]
+        return cast(int, self._db.execute("SELECT version FROM schema_version").fetchone()[0])
 
     def close(self) -> None:
         if not self.retry():

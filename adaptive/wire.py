@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+# A JSON object as it crosses the socket: a request, its args, a reply. Each op's result has its
+# shape below; what a request holds is checked by the server (`adaptive.daemon.server`).
+Json = dict[str, Any]
+
 
 class ControlError(Exception):
     """An error reply: a handler raises it to answer with this message and code ("refused", "failed"

@@ -15,7 +15,6 @@ from adaptive.config.loading import (
 from adaptive.config.schema import (
     DEFAULT_WEIGHTS,
     MAX_TRACKED,
-    REASONS,
     SHIPPED_FILTERS,
     SOURCE_TYPES,
     AllowlistConfig,
@@ -35,6 +34,7 @@ from adaptive.config.schema import (
     WholeHostConfig,
     host_port,
 )
+from adaptive.vocabulary import REASONS
 
 __all__ = [
     "DEFAULT_CONFIG", "DEFAULT_DROPINS", "DEFAULT_WEIGHTS", "MAX_TRACKED", "REASONS", "SHIPPED_FILTERS",

@@ -28,14 +28,14 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
         self.problems = problems
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[str]]]:
         # Survives pickling (a worker process, a namespace helper), problems and all.
         return (ConfigError, (self.problems,))
 
 
-def read_files(paths: list[Path]) -> tuple[dict, dict[str, Path]]:
+def read_files(paths: list[Path]) -> tuple[dict[str, Any], dict[str, Path]]:
     """Merge TOML files in order; return the merged tree and, per dotted key, the file that set it."""
-    merged: dict = {}
+    merged: dict[str, Any] = {}
     origin: dict[str, Path] = {}
     problems = []
     for path in paths:
@@ -57,7 +57,7 @@ def read_files(paths: list[Path]) -> tuple[dict, dict[str, Path]]:
     return merged, origin
 
 
-def _merge(into: dict, tree: dict, origin: dict[str, Path], path: Path, prefix: str) -> None:
+def _merge(into: dict[str, Any], tree: dict[str, Any], origin: dict[str, Path], path: Path, prefix: str) -> None:
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and isinstance(into.get(key), dict):
@@ -93,7 +93,7 @@ def load(explicit: list[Path], dropins: Path | None = DEFAULT_DROPINS) -> Config
     return build(tree, origin, tuple(files))
 
 
-def build(tree: dict, origin: dict[str, Path], files: tuple[Path, ...] = ()) -> Config:
+def build(tree: dict[str, Any], origin: dict[str, Path], files: tuple[Path, ...] = ()) -> Config:
     """Validate a merged tree into a Config, collecting every problem rather than stopping at the first."""
     problems: list[str] = []
     sections: dict[str, Any] = {}
@@ -160,7 +160,7 @@ def _prefixes_have_sets(config: Config, origin: dict[str, Path]) -> list[str]:
             for key, value, full, have, sets in needs if value != full and value not in have]
 
 
-def _section(cls: type, values: dict, origin: dict[str, Path], prefix: str, problems: list[str]) -> Any:
+def _section(cls: type, values: dict[str, Any], origin: dict[str, Path], prefix: str, problems: list[str]) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     before = len(problems)

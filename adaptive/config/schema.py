@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adaptive.addresses import parse_network
+from adaptive.addresses import Network, parse_network
 from adaptive.durations import LONGEST
 from adaptive.vocabulary import REASONS
 
@@ -187,7 +187,7 @@ class PortLimit:
 _RATE = re.compile(r"([1-9][0-9]*)/(second|minute|hour|day)")
 
 
-def _port_limits(value: list[dict]) -> tuple[PortLimit, ...]:
+def _port_limits(value: list[dict[str, Any]]) -> tuple[PortLimit, ...]:
     limits: dict[int, PortLimit] = {}
     for item in value:
         if not isinstance(item, dict) or set(item) - {"port", "rate", "burst"} or "port" not in item:
@@ -253,7 +253,7 @@ class SourceConfig:
     follow_symlinks: bool = _checked(False, _flag)
     # Who may own the log file (user names or uids; [] = anyone): a file of another user in the log's
     # directory is refused. Default: root, and syslog where that user exists (Ubuntu's rsyslog).
-    owners: tuple = _checked(_known_users("root", "syslog"), _users)
+    owners: tuple[int, ...] = _checked(_known_users("root", "syslog"), _users)
     # False leaves the source out, as if its section were not there: a drop-in turns off a shipped one.
     enabled: bool = _checked(True, _flag)
 
@@ -330,13 +330,13 @@ class OutboundConfig:
     """`[outbound]`: who may open SMTP connections from this host, and to where."""
     enabled: bool = _checked(False, _flag)
     ports: tuple[int, ...] = _checked((25,), _ports)
-    relays: tuple = _checked((), _networks)
+    relays: tuple[Network, ...] = _checked((), _networks)
     users: tuple[int, ...] = _checked((), _users)
 
 
 @dataclass(frozen=True)
 class AllowlistConfig:
-    addresses: tuple = _checked((), _allowlist)
+    addresses: tuple[Network, ...] = _checked((), _allowlist)
 
 
 # --- decisions: how long a ban lasts ---
@@ -368,9 +368,11 @@ def _prefix_length(bits: int) -> Callable[[int], int]:
 _BAN_KEYS: dict[str, Callable[[Any], Any]] = {
     "ban_base": _ban_seconds, "ban_multiplier": _multiplier, "ban_max": _ban_seconds, "lookback": _non_negative,
 }
+# `[decisions] reasons` as `DecisionsConfig` holds it: what `_reasons` makes of the table.
+_Overrides = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
 
 
-def _reasons(value: dict) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+def _reasons(value: dict[str, Any]) -> _Overrides:
     """`{ slow = { ban_base = 86400 } }` as sorted pairs (reason, ((key, value), ...)), so it compares."""
     reasons = []
     for reason, keys in value.items():
@@ -419,12 +421,12 @@ class DecisionsConfig:
     ban_multiplier: float = _checked(4.0, _multiplier)
     ban_max: int = _checked(604800, _ban_seconds)
     lookback: int = _checked(2592000, _non_negative)
-    reasons: tuple = _checked((("slow", (("ban_base", 86400),)),), _reasons)
+    reasons: _Overrides = _checked((("slow", (("ban_base", 86400),)),), _reasons)
     subnet_sources: int = _checked(5, _sources)
     subnet_window: int = _checked(3600, _positive)
     subnet_ipv4_prefix: int = _checked(24, _prefix_length(32))
     subnet_ipv6_prefix: int = _checked(48, _prefix_length(64))
-    own_addresses: tuple = _checked((), _networks)
+    own_addresses: tuple[Network, ...] = _checked((), _networks)
 
     def profile(self, reason: str) -> BanProfile:
         """The ban lengths for `reason`: this section's keys, with the reason's own overrides."""
@@ -479,7 +481,7 @@ def _source_prefix(value: int) -> int:
     return value
 
 
-def _weights(value: dict) -> tuple[tuple[str, float], ...]:
+def _weights(value: dict[str, Any]) -> tuple[tuple[str, float], ...]:
     """`{ auth_failure = 1, ... }` as (kind, weight) pairs in kind order; kinds left out keep their default."""
     weights = dict(DEFAULT_WEIGHTS)
     for kind, weight in value.items():
@@ -491,7 +493,7 @@ def _weights(value: dict) -> tuple[tuple[str, float], ...]:
     return tuple(weights.items())
 
 
-def _kinds(value: list) -> tuple[str, ...]:
+def _kinds(value: list[str]) -> tuple[str, ...]:
     kinds: list[str] = []
     for item in value:
         if item not in _WEIGHED:
@@ -506,13 +508,13 @@ class ScoringConfig:
     """`[scoring]`: how events add up to offences: decaying scores per source, a slow score, bursts."""
     threshold: float = _checked(4.5, _threshold)
     half_life: float = _checked(3600.0, _seconds)
-    weights: tuple = _checked(DEFAULT_WEIGHTS, _weights)
+    weights: tuple[tuple[str, float], ...] = _checked(DEFAULT_WEIGHTS, _weights)
     ipv6_prefix: int = _checked(64, _source_prefix)
     slow_threshold: float = _checked(7.0, _threshold)
     slow_half_life: float = _checked(172800.0, _seconds)
-    slow_kinds: tuple = _checked(("auth_failure",), _kinds)
+    slow_kinds: tuple[str, ...] = _checked(("auth_failure",), _kinds)
     forgive: float = _checked(1.0, _amount)
-    forgive_kinds: tuple = _checked(("auth_failure",), _kinds)
+    forgive_kinds: tuple[str, ...] = _checked(("auth_failure",), _kinds)
     pair_window: float = _checked(10.0, _seconds)
     spam_window: float = _checked(600.0, _seconds)
     spam_limit: int = _checked(200, _positive)
@@ -551,7 +553,7 @@ class Config:
 
 # --- how a raw value is typed and shown, for the checks here and the messages of loading ---
 
-def _toml_type(check: Callable, default: Any) -> type | None:
+def _toml_type(check: Callable[..., Any], default: Any) -> type | None:
     """The TOML type a check accepts, read from its annotation so the two never disagree."""
     hints = typing.get_type_hints(check)
     arg = next((v for k, v in hints.items() if k != "return"), None)

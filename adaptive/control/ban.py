@@ -14,13 +14,17 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from adaptive.wire import Refusal
 
 # Targets in one request: a longer list goes in parts of this size, so that no request nears the
 # socket's size limit and the daemon reads its logs between them (each part takes it about a second).
 BATCH = 100_000
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from adaptive.control.client import add_client_options
     p = sub.add_parser("ban", help="ban addresses or prefixes now",
                        description="Ban addresses or prefixes now, typed or read from a file.")
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     targets = list(dict.fromkeys(targets))     # once each, whichever part it would fall in
     banned: list[str] = []
-    refused: list[dict] = []
+    refused: list[Refusal] = []
     duration = args.duration
     for start in range(0, len(targets), BATCH):
         sent = "permanent" if args.duration == math.inf else args.duration

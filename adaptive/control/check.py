@@ -13,15 +13,17 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from adaptive.config import SHIPPED_FILTERS
+from adaptive.events import Event
 from adaptive.filters.batch import CHUNK, chunks, count_file
 from adaptive.filters.engine import Engine
 from adaptive.filters.prefix import YearGuess
-from adaptive.filters.rules import load_directory
+from adaptive.filters.rules import Filter, load_directory
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("check", help="run log files through the filters and print the events")
     p.add_argument("files", nargs="+", metavar="FILE", help="log files; - for standard input")
     p.add_argument("--json", action="store_true", help="one JSON object per event instead of a summary")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def stream(name: str, filters: list, as_json: bool, out) -> Engine:
+def stream(name: str, filters: list[Filter], as_json: bool, out: TextIO) -> Engine:
     """Read a file (or standard input) with one engine, in order, printing events if asked."""
     with (sys.stdin.buffer if name == "-" else open(name, "rb")) as stream:
         # Classic syslog lines carry no year: the file's last write dates its last line.
@@ -67,7 +69,7 @@ def stream(name: str, filters: list, as_json: bool, out) -> Engine:
     return engine
 
 
-def write_json(name: str, chunk: bytes, line_base: int, events: list, out) -> None:
+def write_json(name: str, chunk: bytes, line_base: int, events: list[tuple[int, Event]], out: TextIO) -> None:
     """One object per event; line numbers are counted here, only when asked for, not in the engine."""
     line, counted_to = line_base, 0
     for offset, e in events:
@@ -80,7 +82,7 @@ def write_json(name: str, chunk: bytes, line_base: int, events: list, out) -> No
         }) + "\n")
 
 
-def summary(name: str, engine: Engine, seconds: float, out) -> None:
+def summary(name: str, engine: Engine, seconds: float, out: TextIO) -> None:
     c = engine.counts
     matched, ignored = sum(c.matched.values()), sum(c.ignored.values())
     rate = f", {c.lines / seconds:,.0f} lines/s" if seconds > 0 else ""

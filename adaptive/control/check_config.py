@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from adaptive.config import SourceConfig
 from adaptive.filters.rules import load_directory
 
+if TYPE_CHECKING:
+    from adaptive.config import Config
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from adaptive.control.cli import add_config_options
     p = sub.add_parser("check-config", help="validate the configuration files and the filters")
     p.add_argument("--ready", action="store_true",
@@ -68,7 +72,7 @@ def _listen_refused(listen: str) -> str | None:
     return None
 
 
-def _table_refused(config) -> str | None:
+def _table_refused(config: Config) -> str | None:
     """Why the kernel's table of that name is not adaptive's to apply, or None (also when the kernel
     cannot be asked here: the configuration alone is still checked)."""
     try:

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from typing import cast
 
 from adaptive import __version__
 from adaptive import config as config_module
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return cast(int, args.run(args))
     except (config_module.ConfigError, FilterError) as e:
         for problem in e.problems:
             print(f"adaptive: {problem}", file=sys.stderr)

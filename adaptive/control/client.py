@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from adaptive import config as config_module
 from adaptive.wire import ControlError
@@ -138,7 +138,7 @@ def socket_path(args: argparse.Namespace, environ: Mapping[str, str] = os.enviro
     a `-c` file that cannot be read is a configuration error.
     """
     if args.socket is not None:
-        return args.socket
+        return cast(Path, args.socket)
     if environ.get(ENVIRONMENT):
         return Path(environ[ENVIRONMENT])
     if not args.config and not config_module.DEFAULT_CONFIG.exists():

@@ -8,7 +8,7 @@ import sys
 import time
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from adaptive.control.client import add_client_options
     p = sub.add_parser("explain", help="say why an address is or is not banned",
                        description="Say why an address is or is not banned: score, events, past bans, "

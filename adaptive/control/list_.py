@@ -7,7 +7,7 @@ import json
 import sys
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from adaptive.control.client import add_client_options
     p = sub.add_parser("list", help="list the live bans",
                        description="List the live bans: target, time left, reason, ban count, origin.")

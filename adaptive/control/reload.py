@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from adaptive.control.client import add_client_options
     p = sub.add_parser("reload", help="have the daemon read its configuration and filters again",
                        description="Have the daemon read its configuration and filters again.")

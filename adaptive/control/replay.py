@@ -15,16 +15,18 @@ import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from typing import TextIO
 
-from adaptive.control.check import CHUNK, chunks
-from adaptive.decisions import SUBNET, Decider, Decision, Outcome, host_addresses
+from adaptive.decisions import Decider, Decision, host_addresses
+from adaptive.filters.batch import CHUNK, chunks
 from adaptive.filters.rules import FilterError, load_directory
 from adaptive.state import MEMORY, State
+from adaptive.vocabulary import SUBNET, Outcome
 
 TOP_RULES = 10
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from adaptive.control.cli import add_config_options
     p = sub.add_parser("replay", help="run logs through filters, scoring and decisions; print the decisions")
     add_config_options(p)
@@ -115,7 +117,7 @@ def _json(d: Decision) -> str:
     }) + "\n"
 
 
-def _summary(files: list[str], tally: _Tally, decider: Decider, seconds: float, out) -> None:
+def _summary(files: list[str], tally: _Tally, decider: Decider, seconds: float, out: TextIO) -> None:
     o = tally.outcomes
     out.write(f"\nreplayed {len(files)} file{'s' if len(files) != 1 else ''}: {tally.lines} lines, "
               f"{tally.events} events, {tally.offences} offences in {seconds:.2f} s\n")

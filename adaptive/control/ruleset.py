@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from adaptive.nftables import Backend
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from adaptive.control.cli import add_config_options
     p = sub.add_parser("ruleset", help="print, check (dry run) or apply adaptive's nftables table")
     mode = p.add_mutually_exclusive_group()

@@ -11,14 +11,18 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from adaptive.config import DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    from adaptive.events import Event
 
 NO_SOURCES = ("no [sources.NAME] section: nothing to follow (the shipped one follows /var/log/mail.log; "
               "a local file may name others)")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from adaptive.control.cli import add_config_options
     p = sub.add_parser("run", help="run the daemon in the foreground")
     add_config_options(p)
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     event_log = logging.getLogger("adaptive.events")
 
-    def on_event(e) -> None:
+    def on_event(e: Event) -> None:
         if event_log.isEnabledFor(logging.DEBUG):
             event_log.debug("%s %s%s rule=%s/%s", e.kind.value, e.ip, f" user={e.user!r}" if e.user else "",
                             e.filter, e.rule)

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from adaptive.control.client import add_client_options
     p = sub.add_parser("status", help="show what the daemon is doing",
                        description="Show the daemon's version, uptime, sources, counts and bans.")

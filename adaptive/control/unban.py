@@ -6,7 +6,7 @@ import argparse
 import sys
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from adaptive.control.client import add_client_options
     p = sub.add_parser("unban", help="lift bans and forgive the scores",
                        description="Lift bans now and forgive the scores of the targets.")

@@ -59,7 +59,8 @@ class Enforcer:
         self._helper: ThreadPoolExecutor | None = None
         self._watched_at = 0.0   # time.monotonic() of the last look at the table
         self._reconciled_at = time.monotonic()   # the start has just made kernel and state agree
-        self._reconciling: Future | None = None  # the kernel's bans, being listed on the helper thread
+        # The kernel's bans, being listed on the helper thread.
+        self._reconciling: Future[dict[str, int | None]] | None = None
 
     def _enforcing(self) -> Backend:
         """The backend, where only an enforcing daemon gets (an adoption, a repair, a reconcile)."""

@@ -32,7 +32,7 @@ from adaptive.config import Config, ConfigError, SourceConfig, load
 from adaptive.daemon.kernel import Enforcer
 from adaptive.daemon.ops import Operations
 from adaptive.daemon.server import ControlServer
-from adaptive.decisions import Decider, Decision, Outcome, host_addresses
+from adaptive.decisions import Decider, Decision, host_addresses
 from adaptive.events import Event
 from adaptive.filters.engine import Engine
 from adaptive.filters.rules import FilterError, load_directory
@@ -52,6 +52,7 @@ from adaptive.pipeline import Pipeline
 from adaptive.scoring import Scorer
 from adaptive.sources import Chunk, Position, Source, Watch, open_source
 from adaptive.state import State, StateError
+from adaptive.vocabulary import Outcome
 from adaptive.wire import ControlError, ReloadReply
 
 log = logging.getLogger(__name__)

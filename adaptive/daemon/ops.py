@@ -55,7 +55,7 @@ def ban(d: Daemon, targets: list[Target], duration: float | None, reason: str, f
     screened = d.decider.screen(fit, force)
     refused += [{"target": t, "reason": why} for t, why in screened.refused]
     banned = screened.passed
-    kernel: Future | None = None
+    kernel: Future[int] | None = None
     backend = d.backend
     if backend is not None and banned:
         # libnftables and SQLite each spend most of a 100,000-line import in C, without the GIL:

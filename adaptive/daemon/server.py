@@ -43,6 +43,7 @@ from adaptive.wire import (
     BanReply,
     ControlError,
     ExplainReply,
+    Json,
     Refusal,
     ReloadReply,
     StatusReply,
@@ -103,14 +104,14 @@ class _Usage(Exception):
     pass
 
 
-def _strings(args: dict, key: str) -> list[str]:
+def _strings(args: Json, key: str) -> list[str]:
     value = args.get(key, [])
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise _Usage(f"{key} must be a list of strings")
     return value
 
 
-def _flag(args: dict, key: str) -> bool:
+def _flag(args: Json, key: str) -> bool:
     value = args.get(key, False)
     if not isinstance(value, bool):
         raise _Usage(f"{key} must be true or false")
@@ -124,7 +125,7 @@ def _target(text: str) -> str:
         raise _Usage(f"{text!r} is not an IP address or prefix") from None
 
 
-def _ban(handler: ControlHandler, args: dict) -> BanReply:
+def _ban(handler: ControlHandler, args: Json) -> BanReply:
     targets = _strings(args, "targets")
     if not targets:
         raise _Usage("ban needs targets")
@@ -156,7 +157,7 @@ def _ban(handler: ControlHandler, args: dict) -> BanReply:
     return {**result, "refused": refused + list(result.get("refused", []))}
 
 
-def _unban(handler: ControlHandler, args: dict) -> UnbanReply:
+def _unban(handler: ControlHandler, args: Json) -> UnbanReply:
     targets = _strings(args, "targets")
     everything = _flag(args, "all")
     if bool(targets) == everything:
@@ -164,7 +165,7 @@ def _unban(handler: ControlHandler, args: dict) -> UnbanReply:
     return handler.unban(list(dict.fromkeys(_target(t) for t in targets)), everything)
 
 
-def _explain(handler: ControlHandler, args: dict) -> ExplainReply:
+def _explain(handler: ControlHandler, args: Json) -> ExplainReply:
     address = args.get("address")
     if not isinstance(address, str):
         raise _Usage("explain needs an address")
@@ -173,7 +174,7 @@ def _explain(handler: ControlHandler, args: dict) -> ExplainReply:
 
 @dataclass(frozen=True)
 class _Op:
-    call: Callable[[ControlHandler, dict], Any]
+    call: Callable[[ControlHandler, Json], Any]
     args: frozenset[str]
     audit: bool     # logged at info: it changes something
 
@@ -285,11 +286,11 @@ class _Lines:
             self.buffer += data
 
 
-def _encode(reply: dict) -> bytes:
+def _encode(reply: Json) -> bytes:
     return json.dumps(reply, separators=(",", ":")).encode() + b"\n"
 
 
-def _error(code: str, message: str, request_id: Any = None) -> dict:
+def _error(code: str, message: str, request_id: Any = None) -> Json:
     reply = {"ok": False, "code": code, "error": message}
     if request_id is not None:
         reply["id"] = request_id
@@ -533,7 +534,7 @@ class ControlServer:
             if client is not None:
                 client.idle_since = idle_since
 
-    def _answer(self, line: bytes, peer: Peer) -> dict:
+    def _answer(self, line: bytes, peer: Peer) -> Json:
         try:
             request = json.loads(line)
         except (ValueError, RecursionError):
@@ -567,7 +568,7 @@ class ControlServer:
             reply["id"] = request_id
         return reply
 
-    def _send(self, conn: socket.socket, reply: dict) -> bool:
+    def _send(self, conn: socket.socket, reply: Json) -> bool:
         try:
             data = _encode(reply)
         except (TypeError, ValueError) as e:
@@ -581,7 +582,7 @@ class ControlServer:
             return False
 
 
-def _summary(args: dict) -> str:
+def _summary(args: Json) -> str:
     targets = args.get("targets") or []
     shown = ", ".join(t if t.isprintable() else repr(t) for t in targets[:3])
     if len(targets) > 3:

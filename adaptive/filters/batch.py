@@ -20,7 +20,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import BinaryIO
 
-from adaptive.filters.engine import Engine
+from adaptive.filters.engine import Engine, Part
 from adaptive.filters.prefix import YearGuess
 from adaptive.filters.rules import Filter
 
@@ -69,7 +69,7 @@ def cuts(path: Path, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in pairwise(bounds) if b > a]
 
 
-def _count_part(bounds: tuple[int, int]) -> dict:
+def _count_part(bounds: tuple[int, int]) -> Part:
     assert _job is not None     # set by the parent before it forked this worker
     path, filters, reference, chunk = _job
     engine = Engine(filters, YearGuess(reference))

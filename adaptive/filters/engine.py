@@ -48,12 +48,12 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypedDict
 
 import regex
 
 from adaptive.addresses import read_address
-from adaptive.events import Event
+from adaptive.events import Event, Kind
 from adaptive.filters.prefix import CLASSIC_TIME, ISO_TIME, LEVELS, LINE_START, TAI64N, Heads, YearGuess
 from adaptive.filters.rules import Filter, Ignore, Rule
 
@@ -118,10 +118,19 @@ class Counts:
     cut: int = 0              # a long line whose address came after its user name: not believed
     bad_address: int = 0      # a rule matched but its ip group held no valid address
     unjoined: int = 0         # a recall rule found no remembered queue id
-    matched: Counter = field(default_factory=Counter)   # (filter, rule) -> lines
-    ignored: Counter = field(default_factory=Counter)   # (filter, ignore) -> lines
-    events: Counter = field(default_factory=Counter)    # kind -> events
-    by_rule: Counter = field(default_factory=Counter)   # (filter, rule, kind) -> events
+    matched: Counter[tuple[str, str]] = field(default_factory=Counter)          # (filter, rule) -> lines
+    ignored: Counter[tuple[str, str]] = field(default_factory=Counter)          # (filter, ignore) -> lines
+    events: Counter[Kind] = field(default_factory=Counter)                      # kind -> events
+    by_rule: Counter[tuple[str, str, Kind]] = field(default_factory=Counter)    # (filter, rule, kind) -> events
+
+
+class Part(TypedDict):
+    """What `Engine.export` leaves of a run over one part of a file, for `absorb` (sent between processes)."""
+    scalars: tuple[int, int, int, int, int]     # lines, unparsable, oversize, bad_address, unjoined
+    hits: list[int]                             # per branch, as Engine keeps them
+    emitted: list[int]
+    memory: dict[str, _Memory]
+    unjoined: list[tuple[int, bytes]]           # (branch, queue id) of the recalls it could not make
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +165,7 @@ class _Plan:
     def __init__(self, branches: tuple[_Branch, ...], memories: dict[str, _Memory]):
         self.branches = branches
         groups: list[bytes] = []
-        head: tuple | None = None
+        head: tuple[str, frozenset[str]] | None = None
         for i, b in enumerate(branches):
             written = b.entry.pattern.pattern.encode()
             body = b"(?:" + _own_groups(written, i) + b")(?P<_b%d>)" % i
@@ -254,14 +263,14 @@ class Engine:
                         c.by_rule[b.filter, b.rule.id, kind] += self._emitted[b.index]
         return c
 
-    def export(self) -> dict:
+    def export(self) -> Part:
         """What a run over one part of a file leaves for the next: counts and the queue-id memory."""
         c = self._counts
         return {"scalars": (c.lines, c.unparsable, c.oversize, c.bad_address, c.unjoined),
                 "hits": self._hits, "emitted": self._emitted, "memory": self._memory,
                 "unjoined": self.unjoined_log or []}
 
-    def absorb(self, part: dict) -> None:
+    def absorb(self, part: Part) -> None:
         """Add a later part's run to this one, as if this engine had read that part itself.
 
         The part's unmade recalls are made first, against the memory the parts before it left, in
@@ -271,6 +280,7 @@ class Engine:
         lines, unparsable, oversize, bad_address, unjoined = part["scalars"]
         for index, queue in part["unjoined"]:
             branch = self._branches[index]
+            assert branch.rule is not None      # only a rule recalls
             if self._memory[branch.filter].pop(queue, None) is not None:
                 unjoined -= 1
                 if branch.rule.kinds:

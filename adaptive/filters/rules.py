@@ -243,7 +243,7 @@ def _build(path: Path, tree: dict[str, Any]) -> Filter:
                   tuple(rules), tuple(samples), head.get("description", ""))
 
 
-def _tables(value: Any, p: _Problems, where: str) -> list[dict]:
+def _tables(value: Any, p: _Problems, where: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         p.add(where, f"must be an array of tables ([[{where}]])")
         return []

@@ -6,14 +6,15 @@ import builtins
 import contextlib
 import gc
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from adaptive.addresses import Target, parse_network
+from adaptive.addresses import Network, Target, parse_network
 from adaptive.config import Config
-from adaptive.nftables.bans import BAN_SET, Ban, Counter, Network, read_bans, read_counters
+from adaptive.nftables.bans import BAN_SET, Ban, Counter, read_bans, read_counters
 from adaptive.nftables.executor import NftablesError, Runner
 from adaptive.nftables.netlink import chain_names, rules_digest, set_names
+from adaptive.nftables.render import Json
 from adaptive.nftables.ruleset import (
     LEGACY_SETS,
     MARKER,
@@ -49,7 +50,7 @@ class NotOurTable(NftablesError):
 class Plan:
     """What applying a configuration sends: the layout, the one payload, and how many bans it restores."""
     layout: Layout
-    payload: dict
+    payload: Json
     bans: int
 
 
@@ -251,7 +252,7 @@ class Backend:
                     gone.append(name)
         return Existing(tuple(chains), tuple(gone)), kept
 
-    def _listing(self, table: str, counters: bool = True) -> builtins.list[dict]:
+    def _listing(self, table: str, counters: bool = True) -> builtins.list[Json]:
         """The ban sets (with elements) and, with `counters`, everything else of `table`; nothing if it
         does not exist. With counters it is one `list table`: libnftables 1.0.6 fetches every element
         for a counter listing anyway, so one fetch serves both."""
@@ -317,7 +318,7 @@ def _missing(runner: Runner, config: Config, layout: Layout) -> list[str]:
 
 
 @contextlib.contextmanager
-def _collector_paused():
+def _collector_paused() -> Iterator[None]:
     """A 100,000-ban payload is 300,000 fresh dicts, none in a cycle; left running, the cyclic garbage
     collector walks them over and over while they are built."""
     enabled = gc.isenabled()
@@ -329,9 +330,9 @@ def _collector_paused():
             gc.enable()
 
 
-def _merge(bans: Iterable[Ban]) -> dict[tuple, Ban]:
+def _merge(bans: Iterable[Ban]) -> dict[tuple[int, str, int], Ban]:
     """One ban per network, the one that lasts longest (None, never lifted, lasts longest)."""
-    merged: dict[tuple, Ban] = {}
+    merged: dict[tuple[int, str, int], Ban] = {}
     for ban in bans:
         network = (ban.version, ban.key, ban.prefixlen)
         old = merged.get(network)

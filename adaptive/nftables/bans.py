@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from adaptive.addresses import Address, Network, parse_network, read, text
 from adaptive.durations import LONGEST
+from adaptive.nftables.render import Json
 
 # A ban set's name says its family and, for a prefix set, the prefix length: ban4, ban6, ban4_24, ban6_64.
 BAN_SET = re.compile(r"ban([46])(?:_(\d{1,3}))?")
@@ -93,10 +94,10 @@ class Ban:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("a Ban cannot be changed")
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[type[Ban], tuple[str, int | None, int | None]]:
         return (Ban, (f"{self.key}/{self.prefixlen}", self.timeout, self.expires))
 
-    def _identity(self) -> tuple:
+    def _identity(self) -> tuple[int, str, int, int | None, int | None]:
         return (self.version, self.key, self.prefixlen, self.timeout, self.expires)
 
     def __eq__(self, other: object) -> bool:
@@ -110,7 +111,7 @@ class Ban:
         return f"Ban({network!r}, timeout={self.timeout!r}, expires={self.expires!r})"
 
 
-def read_bans(listing: list[dict]) -> list[Ban]:
+def read_bans(listing: list[Json]) -> list[Ban]:
     """The bans in a JSON listing of adaptive's ban sets (the `nftables` array of libnftables)."""
     bans = []
     for obj in listing:
@@ -138,7 +139,7 @@ class Counter:
     bytes: int
 
 
-def read_counters(listing: list[dict]) -> dict[str, Counter]:
+def read_counters(listing: list[Json]) -> dict[str, Counter]:
     """Counters by name from a JSON listing of adaptive's table or counters."""
     return {c["name"]: Counter(c.get("packets", 0), c.get("bytes", 0))
             for obj in listing if (c := obj.get("counter"))}

@@ -12,7 +12,7 @@ import signal
 import threading
 from typing import Any, Protocol
 
-from adaptive.nftables.render import render
+from adaptive.nftables.render import Json, render
 
 # The signals a process gets from outside while it runs (systemd, an admin, a terminal): held back
 # during a libnftables call. Faults (SIGSEGV and the like) and SIGKILL/SIGSTOP are not among them.
@@ -24,7 +24,7 @@ class NftablesError(Exception):
     """libnftables refused a payload, so none of it was applied. Carries the payload and libnftables'
     own message (its stderr, whole)."""
 
-    def __init__(self, message: str, payload: dict, rc: int = 1):
+    def __init__(self, message: str, payload: Json, rc: int = 1):
         super().__init__(message, payload, rc)
         self.message = message
         self.payload = payload
@@ -37,9 +37,9 @@ class NftablesError(Exception):
 class Runner(Protocol):
     """What the backend needs from an executor; tests may pass a fake."""
 
-    def run(self, payload: dict, *, terse: bool = False) -> list[dict]: ...
+    def run(self, payload: Json, *, terse: bool = False) -> list[Json]: ...
 
-    def check(self, payload: dict) -> None: ...
+    def check(self, payload: Json) -> None: ...
 
 
 # libnftables' JSON output of a set (set_dtype_json) tokenises with strtok, which keeps its state in
@@ -65,7 +65,7 @@ class Executor:
         self._nft = nft
         self._lock = threading.Lock()
 
-    def run(self, payload: dict, *, terse: bool = False) -> list[dict]:
+    def run(self, payload: Json, *, terse: bool = False) -> list[Json]:
         listing = any("list" in command for command in payload.get("nftables", ()))
         with self._lock, (_LISTING if listing else contextlib.nullcontext()):
             if terse:
@@ -76,7 +76,7 @@ class Executor:
                 if terse:
                     self._nft.set_terse_output(False)
 
-    def check(self, payload: dict) -> None:
+    def check(self, payload: Json) -> None:
         with self._lock:
             self._nft.set_dry_run(True)
             try:
@@ -84,7 +84,7 @@ class Executor:
             finally:
                 self._nft.set_dry_run(False)
 
-    def _send(self, payload: dict) -> list[dict]:
+    def _send(self, payload: Json) -> list[Json]:
         # What Nftables.json_cmd does, with JSON text rendered fast: a 100,000-ban payload is a few MB.
         text = render(payload)
         # A signal that lands on this thread while libnftables waits for the kernel's answer fails the

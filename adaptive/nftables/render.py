@@ -8,9 +8,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# An object of libnftables' JSON: a payload (`{"nftables": [command, ...]}`), one of its commands, or
+# what a listing answers. Its shapes are libnftables' schema (libnftables-json(5)), not typed here.
+Json = dict[str, Any]
+
 # --- the JSON text libnftables reads ---
 
-def render(payload: dict) -> str:
+def render(payload: Json) -> str:
     """The payload as compact JSON text, which is what libnftables reads.
 
     Element lists, nearly all of a large ban batch, are written directly: `json.dumps` on 100,000
@@ -37,7 +41,7 @@ def _plain(text: str) -> bool:
     return text.isprintable() and '"' not in text and "\\" not in text
 
 
-def _render_elems(elems: list) -> str:
+def _render_elems(elems: list[Any]) -> str:
     out: list[str] = []
     append = out.append
     for e in elems:
@@ -61,12 +65,12 @@ def _render_elems(elems: list) -> str:
 
 # --- the nft text form, for people: `adaptive ruleset --print --text` ---
 
-def render_text(payload: dict) -> str:
+def render_text(payload: Json) -> str:
     """The payload as an `nft -f` script, one command per line. Covers what the builders of `ruleset` make."""
     return "".join(_command(cmd) + "\n" for cmd in payload["nftables"])
 
 
-def _command(cmd: dict) -> str:
+def _command(cmd: Json) -> str:
     (verb, body), = cmd.items()
     (kind, obj), = body.items()
     if kind == "table":
@@ -125,7 +129,7 @@ def _expr(e: Any) -> str:
     raise ValueError(f"no text form for expression {kind}")
 
 
-def _statement(s: dict) -> str:
+def _statement(s: Json) -> str:
     (kind, v), = s.items()
     if kind == "match":
         right = _expr(v["right"])

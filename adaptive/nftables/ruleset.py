@@ -31,9 +31,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from adaptive.addresses import LOOPBACK, Target, parse_network
+from adaptive.addresses import LOOPBACK, Network, Target, parse_network
 from adaptive.config import Config, NftablesConfig, OutboundConfig, WholeHostConfig
-from adaptive.nftables.bans import Ban, Network
+from adaptive.nftables.bans import Ban
+from adaptive.nftables.render import Json
 
 FAMILY = "inet"
 # Seconds a rate-limit element outlives its source's last new connection, by the rate's unit.
@@ -101,15 +102,15 @@ class Layout:
 
 # --- expressions and statements ---
 
-def _payload(protocol: str, field: str) -> dict:
+def _payload(protocol: str, field: str) -> Json:
     return {"payload": {"protocol": protocol, "field": field}}
 
 
-def _meta(key: str) -> dict:
+def _meta(key: str) -> Json:
     return {"meta": {"key": key}}
 
 
-def _match(left: Any, right: Any, op: str = "==") -> dict:
+def _match(left: Any, right: Any, op: str = "==") -> Json:
     return {"match": {"op": op, "left": left, "right": right}}
 
 
@@ -118,7 +119,7 @@ def _ports(ports: Iterable[int]) -> Any:
     return ports[0] if len(ports) == 1 else {"set": ports}
 
 
-def _new_tcp(ports: Iterable[int]) -> list[dict]:
+def _new_tcp(ports: Iterable[int]) -> list[Json]:
     return [_match(_payload("tcp", "dport"), _ports(ports)),
             _match({"ct": {"key": "state"}}, "new", "in")]
 
@@ -152,12 +153,12 @@ def _elements(networks: Iterable[Network], family: _Family) -> dict[str, list[An
 class _Builder:
     def __init__(self, table: str):
         self.table = table
-        self.commands: list[dict] = []
+        self.commands: list[Json] = []
 
     def add(self, kind: str, name: str, **fields: Any) -> None:
         self.commands.append({"add": {kind: {"family": FAMILY, "table": self.table, "name": name, **fields}}})
 
-    def rule(self, chain: str, *expr: dict) -> None:
+    def rule(self, chain: str, *expr: Json) -> None:
         self.commands.append({"add": {"rule": {"family": FAMILY, "table": self.table, "chain": chain,
                                                "expr": list(expr)}}})
 
@@ -202,7 +203,7 @@ class Existing:
     sets: tuple[str, ...] = ()      # every set but the ban sets that stay
 
 
-def build_ruleset(config: Config, layout: Layout | None = None, existing: Existing | None = None) -> dict:
+def build_ruleset(config: Config, layout: Layout | None = None, existing: Existing | None = None) -> Json:
     """The whole table as one payload. Without `existing`, it replaces any old table. With it, the
     table that is there is changed in place: every rule flushed, the chains and `existing.sets`
     deleted and made again, and the ban sets and counters only added, which leaves them as they are,
@@ -327,13 +328,13 @@ def _key(network: Network) -> str:
     return str(network.network_address)
 
 
-def _per_set(op: str, layout: Layout, sets: dict[str, dict[Any, Any]]) -> list[dict]:
+def _per_set(op: str, layout: Layout, sets: dict[str, dict[Any, Any]]) -> list[Json]:
     return [{op: {"element": {"family": FAMILY, "table": layout.table, "name": name,
                               "elem": list(elems.values())}}}
             for name, elems in sets.items()]
 
 
-def build_ban(layout: Layout, bans: Iterable[Ban], replace: bool = False) -> dict:
+def build_ban(layout: Layout, bans: Iterable[Ban], replace: bool = False) -> Json:
     """Add the bans to their sets (the last ban of a network wins). A kernel that keeps a live element's
     timeout on `add` needs `replace`: add, delete and add again, in the one transaction."""
     sets: dict[str, dict[str, Any]] = {}
@@ -355,7 +356,7 @@ def build_ban(layout: Layout, bans: Iterable[Ban], replace: bool = False) -> dic
 
 
 def build_ban_targets(layout: Layout, targets: Iterable[Target], timeout: int | None,
-                      replace: bool = False) -> dict:
+                      replace: bool = False) -> Json:
     """`build_ban` of `Ban.of(target, timeout)` for each target, without making the bans: what an
     imported blocklist sends, 100,000 targets read once by `adaptive.addresses.read`, in a third of the
     time. `timeout` is checked as `Ban` checks it."""
@@ -373,7 +374,7 @@ def build_ban_targets(layout: Layout, targets: Iterable[Target], timeout: int | 
     return _ban_payload(layout, sets, replace)
 
 
-def _ban_payload(layout: Layout, sets: dict[str, dict[str, Any]], replace: bool) -> dict:
+def _ban_payload(layout: Layout, sets: dict[str, dict[str, Any]], replace: bool) -> Json:
     sets = {name: elems for name, elems in sets.items() if elems}
     added = _per_set("add", layout, sets)
     if not replace:
@@ -382,7 +383,7 @@ def _ban_payload(layout: Layout, sets: dict[str, dict[str, Any]], replace: bool)
     return {"nftables": added + deleted + added}
 
 
-def build_unban(layout: Layout, networks: Iterable[Network]) -> dict:
+def build_unban(layout: Layout, networks: Iterable[Network]) -> Json:
     """Delete the elements; adding each first makes deleting one that already lapsed harmless."""
     sets: dict[str, dict[str, str]] = {}
     for network in networks:
@@ -391,33 +392,33 @@ def build_unban(layout: Layout, networks: Iterable[Network]) -> dict:
     return {"nftables": _per_set("add", layout, sets) + _per_set("delete", layout, sets)}
 
 
-def build_list_set(table: str, name: str) -> dict:
+def build_list_set(table: str, name: str) -> Json:
     return {"nftables": [{"list": {"set": {"family": FAMILY, "table": table, "name": name}}}]}
 
 
-def build_list_table(table: str) -> dict:
+def build_list_table(table: str) -> Json:
     return {"nftables": [{"list": {"table": {"family": FAMILY, "name": table}}}]}
 
 
-def build_list_counters(table: str) -> dict:
+def build_list_counters(table: str) -> Json:
     return {"nftables": [{"list": {"counters": {"family": FAMILY, "table": table}}}]}
 
 
-def build_list_chains() -> dict:
+def build_list_chains() -> Json:
     """Every chain of the family, without rules: answered without fetching any set's elements."""
     return {"nftables": [{"list": {"chains": {"family": FAMILY}}}]}
 
 
-def build_list_sets() -> dict:
+def build_list_sets() -> Json:
     """Every set of the family; listed terse, names without elements, which libnftables answers cheaply."""
     return {"nftables": [{"list": {"sets": {"family": FAMILY}}}]}
 
 
-def build_delete_table(table: str) -> dict:
+def build_delete_table(table: str) -> Json:
     return {"nftables": [{"delete": {"table": {"family": FAMILY, "name": table}}}]}
 
 
-def build_probe(table: str, timeout: int) -> dict:
+def build_probe(table: str, timeout: int) -> Json:
     """Put one element in the scratch set with `timeout`: twice in a row tells whether re-adding a live
     element sets its timeout (recent kernels) or leaves it (older ones)."""
     probe = {"family": FAMILY, "table": table, "name": "probe",
@@ -425,5 +426,5 @@ def build_probe(table: str, timeout: int) -> dict:
     return {"nftables": [{"add": {"element": probe}}]}
 
 
-def build_flush_probe(table: str) -> dict:
+def build_flush_probe(table: str) -> Json:
     return {"nftables": [{"flush": {"set": {"family": FAMILY, "table": table, "name": "probe"}}}]}

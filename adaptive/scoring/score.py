@@ -62,6 +62,7 @@ from collections.abc import Iterable, Mapping
 from socket import AF_INET6, inet_aton, inet_pton
 from typing import Any
 
+from adaptive.addresses import Network
 from adaptive.config import ScoringConfig
 from adaptive.events import Event, Kind, Tally
 from adaptive.scoring.bursts import Accounts, Burst, Distinct
@@ -107,7 +108,7 @@ _MAX_ECHO = 127
 _from_bytes = int.from_bytes
 
 
-def tallies(filters: Iterable) -> dict[str, str]:
+def tallies(filters: Iterable[Any]) -> dict[str, str]:
     """The `tally` marks of loaded filters, as "filter/rule" -> mark, for `Scorer(..., tallies=)`."""
     return {f"{f.name}/{r.id}": r.tally for f in filters for r in f.rules if getattr(r, "tally", None)}
 
@@ -175,7 +176,7 @@ class Scorer:
             return None
         return scorer
 
-    def split_around(self, networks: Iterable) -> None:
+    def split_around(self, networks: Iterable[Network]) -> None:
         """Score each address of a scored IPv6 prefix that holds one of `networks` (the addresses
         that are never banned) on its own (see `keys`)."""
         self.keys.split_around(networks)
@@ -433,7 +434,7 @@ class Scorer:
             for window in (self.spam, self.harvest, self.dictionary, self.accounts):
                 window.forget(low, high)
 
-    def explain(self, address: str) -> dict | None:
+    def explain(self, address: str) -> dict[str, Any] | None:
         """What the scorer holds about an address (or its IPv6 prefix), decayed to the latest event
         time; None when nothing. ValueError for a prefix wider than one key, or no address.
 
