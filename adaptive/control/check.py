@@ -21,8 +21,23 @@ from adaptive.filters.prefix import YearGuess
 from adaptive.filters.rules import load_directory
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="run log files through the filters and print the events")
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from adaptive.control.cli import command
+    p = command(sub, "check", summary="run log files through the filters and print the events", description="""
+        Run log files through the filters and say what they make of them, as fail2ban-regex does: how
+        to try a filter, or a log format, before trusting it. Nothing is scored, banned or kept, and
+        no daemon is needed.
+
+        The summary counts, per file, the lines read, the matches and ignores of each rule, the events
+        of each kind, and the unparsable lines (a count that grows means a log format adaptive does
+        not know). --json prints one object per event instead, one a line, for scripts and jq.""",
+        examples=["adaptive check /var/log/mail.log",
+                  "adaptive check --json /var/log/mail.log | jq -r .ip | sort | uniq -c",
+                  "journalctl -u postfix -u dovecot -o short-iso | adaptive check -",
+                  "adaptive check --filters ./my-filters /var/log/mail.log"],
+        exits=[(0, "every file was read"),
+               (1, "a file could not be read (the others were)"),
+               (2, "a usage error, or a filter file with an error (each named on stderr)")])
     p.add_argument("files", nargs="+", metavar="FILE", help="log files; - for standard input")
     p.add_argument("--json", action="store_true", help="one JSON object per event instead of a summary")
     p.add_argument("--filters", type=Path, default=SHIPPED_FILTERS, metavar="DIR",

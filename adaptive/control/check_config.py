@@ -5,13 +5,29 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from adaptive.filters.rules import load_directory
 
+if TYPE_CHECKING:
+    from adaptive.config import Config
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from adaptive.control.cli import add_config_options
-    p = sub.add_parser("check-config", help="validate the configuration files and the filters")
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from adaptive.control.cli import add_config_options, command
+    p = command(sub, "check-config", summary="validate the configuration files and the filters", description="""
+        Read the configuration as the daemon would (the -c files in order, each overriding the one
+        before key by key, then the drop-ins) and the filters it names, and report every problem,
+        each naming the file, the key and the bad value. Run as root, it also says when [nftables]
+        table names a table adaptive did not make, and whether metrics.listen is an address of this
+        host. Nothing is changed.""",
+        examples=["adaptive check-config",
+                  "adaptive check-config -c conf/adaptive.toml -c /etc/adaptive/local.toml",
+                  "adaptive check-config -c /etc/adaptive/adaptive.toml --dropins ''"],
+        exits=[(0, "the configuration and the filters are sound"),
+               (1, "sound, but not usable on this host: the table is not adaptive's, or metrics.listen "
+                   "cannot be listened on"),
+               (2, "a configuration or filter error, or no source at all (every problem on stderr)")])
     add_config_options(p)
     p.set_defaults(run=run)
 
@@ -54,7 +70,7 @@ def _listen_refused(listen: str) -> str | None:
     return None
 
 
-def _table_refused(config) -> str | None:
+def _table_refused(config: Config) -> str | None:
     """Why the kernel's table of that name is not adaptive's to apply, or None (also when the kernel
     cannot be asked here: the configuration alone is still checked)."""
     try:

@@ -8,11 +8,17 @@ import sys
 import time
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from adaptive.control.cli import EXIT_UNREACHABLE, EXIT_USAGE, command
     from adaptive.control.client import add_client_options
-    p = sub.add_parser("explain", help="say why an address is or is not banned",
-                       description="Say why an address is or is not banned: score, events, past bans, "
-                                   "allowlist.")
+    p = command(sub, "explain", summary="say why an address is or is not banned", description="""
+        Say why an address (or prefix) is banned or not: its live ban (reason, time left, origin),
+        its score and the threshold, the filter rules whose events made them, its past bans, and the
+        allowlist entry that covers it, if any. An IPv6 address is scored, and banned, by its /64.""",
+        examples=["adaptive explain 203.0.113.7",
+                  "adaptive explain 2001:db8:1:2::7",
+                  "adaptive explain --json 203.0.113.7 | jq .history"],
+        exits=[(0, "explained (banned or not)"), (1, EXIT_UNREACHABLE), (2, EXIT_USAGE)])
     p.add_argument("address", metavar="ADDR", help="an address (or prefix)")
     p.add_argument("--json", action="store_true", help="the explanation as one JSON object")
     add_client_options(p)

@@ -7,10 +7,17 @@ import json
 import sys
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from adaptive.control.cli import EXIT_UNREACHABLE, EXIT_USAGE, command
     from adaptive.control.client import add_client_options
-    p = sub.add_parser("list", help="list the live bans",
-                       description="List the live bans: target, time left, reason, ban count, origin.")
+    p = command(sub, "list", summary="list the live bans", description="""
+        List the bans in force, as the running daemon's state holds them: each target (an address or
+        a prefix), the time left, how many times it has been banned within [decisions] lookback, its
+        origin (automatic: scored by adaptive; manual: `adaptive ban`) and its reason. The kernel
+        lifts each ban at its own timeout, whether adaptive runs or not.""",
+        examples=["adaptive list",
+                  "adaptive list --json | jq -r .target"],
+        exits=[(0, "listed (no bans is no error)"), (1, EXIT_UNREACHABLE), (2, EXIT_USAGE)])
     p.add_argument("--json", action="store_true", help="one JSON object per ban, one per line")
     add_client_options(p)
     p.set_defaults(run=run)

@@ -24,9 +24,24 @@ from adaptive.state import MEMORY, State
 TOP_RULES = 10
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from adaptive.control.cli import add_config_options
-    p = sub.add_parser("replay", help="run logs through filters, scoring and decisions; print the decisions")
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from adaptive.control.cli import add_config_options, command
+    p = command(sub, "replay", summary="run logs through filters, scoring and decisions; print the decisions",
+                description="""
+        Run logs through the filters, the scoring and the decisions of a configuration, with the logs'
+        own timestamps as the clock and a throwaway state in memory, and print every decision the
+        daemon would have made (time, target, length, reason, score, the rules behind it), then a
+        summary. Nothing is banned or kept: this is how to tune weights, thresholds and ban lengths
+        before going live, or to see what a change would have done. A day of log replays in seconds.
+
+        Give the logs oldest first (mail.log.1 before mail.log): they are read as one stream, in the
+        order given.""",
+        examples=["adaptive replay /var/log/mail.log.1 /var/log/mail.log",
+                  "adaptive replay -c conf/adaptive.toml -c try.toml /var/log/mail.log",
+                  "adaptive replay --json /var/log/mail.log | jq -c 'select(.outcome == \"ban\")'"],
+        exits=[(0, "every file was read"),
+               (1, "a file could not be read (the others were)"),
+               (2, "a usage error, or a configuration or filter error (each named on stderr)")])
     add_config_options(p)
     p.add_argument("files", nargs="+", metavar="LOGFILE", help="log files, read in the order given; - for "
                                                                "standard input")

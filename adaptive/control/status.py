@@ -7,10 +7,18 @@ import argparse
 import sys
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from adaptive.control.cli import EXIT_UNREACHABLE, EXIT_USAGE, command
     from adaptive.control.client import add_client_options
-    p = sub.add_parser("status", help="show what the daemon is doing",
-                       description="Show the daemon's version, uptime, sources, counts and bans.")
+    p = command(sub, "status", summary="show what the daemon is doing", description="""
+        Say what the running daemon is doing: its version and uptime, whether it enforces or runs
+        dry, each log it follows and how far behind it is (or why it cannot read it), the events and
+        decisions counted, and the bans in the kernel beside those in the state, with a warning when
+        they disagree or the state's disk refuses writes. It answers within a second, however many
+        bans there are.""",
+        examples=["adaptive status",
+                  "adaptive status --json | jq .sources"],
+        exits=[(0, "the daemon answered (warnings included)"), (1, EXIT_UNREACHABLE), (2, EXIT_USAGE)])
     p.add_argument("--json", action="store_true", help="the status as one JSON object")
     add_client_options(p)
     p.set_defaults(run=run)
