@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,70 @@ def test_a_subcommands_help_is_printed_whole_by_the_command_line(name):
     result = adaptive(name, "--help")
     assert result.returncode == 0 and result.stderr == ""
     assert "examples:\n  adaptive " + name in result.stdout and "\nexit status:\n  0 " in result.stdout
+
+
+# --- a closed pipe ---
+
+def _failures(addresses: int) -> bytes:
+    """Six failed logins from each of `addresses` clients, a second apart: each is banned."""
+    lines = []
+    for i in range(addresses):
+        for attempt in range(6):
+            second = i * 6 + attempt
+            lines.append(f"Nov 24 {10 + second // 3600:02}:{second // 60 % 60:02}:{second % 60:02} mx "
+                         f"postfix/smtpd[1]: warning: unknown[10.{i >> 16}.{(i >> 8) & 255}.{i & 255}]: SASL "
+                         "LOGIN authentication failed: UGFzc3dvcmQ6\n")
+    return "".join(lines).encode()
+
+
+@pytest.fixture(scope="module")
+def big_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pipe") / "mail.log"
+    path.write_bytes(_failures(5000))     # 30,000 lines: megabytes of output, far more than a pipe holds
+    return path
+
+
+def _into_head(*args: str) -> tuple[int, str, bytes]:
+    """`adaptive ARGS | head -1`, through a real pipe: adaptive's status and stderr, and what head printed."""
+    writer = subprocess.Popen([sys.executable, "-m", "adaptive", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=ROOT)
+    assert writer.stdout is not None and writer.stderr is not None
+    head = subprocess.Popen(["head", "-1"], stdin=writer.stdout, stdout=subprocess.PIPE)
+    writer.stdout.close()          # head alone holds the reading end: when it exits, the pipe is closed
+    first, _ = head.communicate(timeout=60)
+    errors = writer.stderr.read().decode()
+    return writer.wait(timeout=60), errors, first
+
+
+@pytest.mark.parametrize("args", [
+    ["check", "--json"],
+    ["check"],
+    ["replay", "--json", "--no-host-addresses", "-c", str(ROOT / "conf" / "adaptive.toml"), "--dropins", ""],
+    ["replay", "--no-host-addresses", "-c", str(ROOT / "conf" / "adaptive.toml"), "--dropins", ""],
+])
+def test_output_cut_short_by_head_is_no_error_and_no_traceback(big_log, args):
+    status, errors, first = _into_head(*args, str(big_log))
+    assert errors == "" and status == 0, errors
+    assert first.endswith(b"\n") and first.strip()
+
+
+class _ManyBans:
+    """A daemon's control handler with 100,000 bans to list, and nothing else."""
+
+    def list(self) -> list[dict[str, object]]:
+        return [{"target": f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", "left": 3600.0, "reason": "score",
+                 "count": 1, "origin": "automatic", "start": 1763900000.0, "end": 1763903600.0}
+                for i in range(100_000)]
+
+
+def test_list_cut_short_by_head_is_no_error_and_no_traceback():
+    from adaptive.daemon.server import ControlServer
+    directory = Path(tempfile.mkdtemp(prefix="adaptive-", dir="/tmp"))   # a socket path is short
+    try:
+        with ControlServer(directory / "control.sock", _ManyBans()) as server:   # type: ignore[arg-type]
+            for args in (["list"], ["list", "--json"]):
+                status, errors, first = _into_head(*args, "--socket", str(server.path))
+                assert errors == "" and status == 0, errors
+                assert first.strip()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

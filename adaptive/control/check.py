@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
                 engine = count_file(Path(name), filters, os.stat(name).st_mtime)
             else:
                 engine = stream(name, filters, args.json, out)
+        except BrokenPipeError:
+            raise           # stdout's reader is gone (`| head`), not the file: `cli.main` ends quietly
         except OSError as e:
             print(f"adaptive: {name}: cannot read: {e.strerror}", file=sys.stderr)
             status = 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -89,7 +90,8 @@ def load_config(args: argparse.Namespace) -> config_module.Config:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adaptive", description=_fill(DESCRIPTION), formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=epilog(EXAMPLES, [(0, "done"), (1, "refused or failed: the reason is on stderr"), (2, EXIT_USAGE)]))
+        epilog=epilog(EXAMPLES, [(0, "done (output cut short by its reader, as by `| head`, is no error)"),
+                                 (1, "refused or failed: the reason is on stderr"), (2, EXIT_USAGE)]))
     parser.add_argument("--version", action="version", version=f"adaptive {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
@@ -99,14 +101,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        args = build_parser().parse_args(argv)
+        status: int = args.run(args)
+        # Output that fit in the buffer meets a closed pipe here, not at exit where it cannot be caught.
+        sys.stdout.flush()
+        return status
     except (config_module.ConfigError, FilterError) as e:
         for problem in e.problems:
             print(f"adaptive: {problem}", file=sys.stderr)
         return 2
     except BrokenPipeError:
+        # The reader stopped reading (`adaptive check --json log | head`): it has what it wanted, so
+        # no error, and nothing more for the interpreter to fail on when it flushes stdout at exit.
+        _discard_stdout()
         return 0
     except KeyboardInterrupt:
         return 130
+
+
+def _discard_stdout() -> None:
+    """Point stdout's descriptor at /dev/null, so that what is left in its buffer goes nowhere quietly."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return          # not a file (a test's capture): nothing is flushed to a pipe at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)

@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
                             tally.add(decision)
                             out.write(_json(decision) if args.json else _text(decision))
                 tally.lines += engine.counts.lines
+        except BrokenPipeError:
+            raise           # stdout's reader is gone (`| head`), not the file: `cli.main` ends quietly
         except OSError as e:
             print(f"adaptive: {name}: cannot read: {e.strerror}", file=sys.stderr)
             status = 1
