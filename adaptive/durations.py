@@ -34,7 +34,8 @@ def parse_duration(text: str, permanent: bool = False, zero: bool = False) -> fl
     else:
         seconds = sum(float(number) * UNITS[unit] for number, unit in _PART.findall(text))
     if not seconds > 0 and not (zero and seconds == 0):
-        raise ValueError(f"{text!r} is not a duration: it must be longer than zero")
+        raise ValueError(f"{text!r} is not a duration: it must be longer than zero"
+                         + (" (a ban without end is permanent)" if permanent else ""))
     if not math.isfinite(seconds) or seconds > LONGEST:
         raise ValueError(f"{text!r} is too long a duration: at most {LONGEST // 86400}d"
                          + (" (or permanent)" if permanent else ""))

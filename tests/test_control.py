@@ -395,6 +395,8 @@ def test_ban_usage_errors_send_nothing(server, handler):
     assert duration.returncode == 2 and "'4x' is not a duration" in duration.stderr
     duration = adaptive("ban", "192.0.2.7", "--for", "100000000000", "--socket", str(server.path))
     assert duration.returncode == 2 and "at most 3650d (or permanent)" in duration.stderr
+    zero = adaptive("ban", "192.0.2.7", "--for", "0", "--socket", str(server.path))
+    assert zero.returncode == 2 and "longer than zero (a ban without end is permanent)" in zero.stderr
     nothing = adaptive("ban", "--socket", str(server.path))
     assert nothing.returncode == 2 and "give addresses or prefixes" in nothing.stderr
     assert handler.calls == []
@@ -482,9 +484,9 @@ def test_unban(server, handler):
 def test_list(server):
     human = adaptive("list", "--socket", str(server.path))
     assert human.returncode == 0, human.stderr
-    assert human.stdout == ("TARGET          LEFT     COUNT  ORIGIN     REASON\n"
-                            "192.0.2.7       3h53m    3      automatic  auth failures\n"
-                            "203.0.113.0/24  forever  1      manual     manual\n")
+    assert human.stdout == ("TARGET          LEFT       COUNT  ORIGIN     REASON\n"
+                            "192.0.2.7       3h53m      3      automatic  auth failures\n"
+                            "203.0.113.0/24  permanent  1      manual     manual\n")
     as_json = adaptive("list", "--json", "--socket", str(server.path))
     assert as_json.returncode == 0
     assert [json.loads(line) for line in as_json.stdout.splitlines()] == FakeHandler().list()

@@ -702,6 +702,44 @@ def test_a_reconcile_puts_right_around_a_bad_ban_in_the_state(scene):
     assert scene.proc.poll() is None and "disagreed on 2 ban(s) (2 missing" in scene.err()
 
 
+def _element(scene, address: str) -> object:
+    """`address`'s element in ban4 as the kernel lists it: the bare address when it has no timeout."""
+    listing = json.loads(scene.srv.exec("nft", "-j", "list", "set", "inet", "adaptive", "ban4").stdout)
+    for obj in listing["nftables"]:
+        for e in obj.get("set", {}).get("elem", ()):
+            if (e["elem"]["val"] if isinstance(e, dict) else e) == address:
+                return e
+    return None
+
+
+@kernel
+def test_a_permanent_ban_is_reconciled_without_a_timeout_and_shown_as_permanent(scene):
+    # A permanent ban deleted by hand, and one that another tool gave a timeout: both put back as the
+    # state has them, elements without a timeout.
+    scene.local.write_text(scene.local.read_text() + "\n[nftables]\nreconcile_every = 1\n")
+    scene.start()
+    banned = scene.adaptive("ban", "192.0.2.4", "192.0.2.5", "--for", "permanent", "--reason", "honeypot")
+    assert banned.returncode == 0, banned.stderr
+    assert _element(scene, "192.0.2.4") == "192.0.2.4" and _element(scene, "192.0.2.5") == "192.0.2.5"
+    scene.srv.exec("nft", "delete element inet adaptive ban4 { 192.0.2.4 }; delete element inet adaptive "
+                          "ban4 { 192.0.2.5 }; add element inet adaptive ban4 { 192.0.2.5 timeout 30s }")
+    assert scene.connects("192.0.2.4")
+    assert wait_for(lambda: _element(scene, "192.0.2.4") == "192.0.2.4"
+                    and _element(scene, "192.0.2.5") == "192.0.2.5", timeout=5), scene.err()[-2000:]
+    assert not scene.connects("192.0.2.4") and not scene.connects("192.0.2.5")
+    assert "disagreed on 2 ban(s) (1 missing, 1 with another time left)" in scene.err()
+    listed = scene.adaptive("list").stdout.splitlines()
+    assert [line.split()[0] for line in listed[1:]] == ["192.0.2.4", "192.0.2.5"]
+    assert all("permanent" in line and "honeypot" in line for line in listed[1:]), listed
+    explained = scene.adaptive("explain", "192.0.2.4").stdout
+    assert explained.startswith("192.0.2.4 is banned: honeypot, permanent: until unbanned (manual)\n")
+    # A restart puts them back as they were, and they stay past any timeout a ban could have had.
+    assert scene.stop() == 0
+    scene.srv.exec("nft", "flush set inet adaptive ban4")
+    scene.start()
+    assert _element(scene, "192.0.2.4") == "192.0.2.4" and not scene.connects("192.0.2.4")
+
+
 @kernel
 def test_the_kernels_bans_are_reconciled_with_the_state(scene):
     # What the look at names cannot see: one element deleted by hand, another whose timeout was cut.

@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     target = result.get("target", address)
     ban = result.get("ban")
     if ban:
-        out.write(f"{target} is banned: {ban.get('reason') or 'no reason given'}, "
-                  f"{format_duration(ban.get('left'))} left ({ban.get('origin', '?')})\n")
+        left = ban.get("left")
+        length = "permanent: until unbanned" if left is None else f"{format_duration(left)} left"
+        out.write(f"{target} is banned: {ban.get('reason') or 'no reason given'}, {length} "
+                  f"({ban.get('origin', '?')})\n")
     else:
         out.write(f"{target} is not banned\n")
     if result.get("allowlisted"):
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     out.write(f"past bans: {len(history) or 'none'}\n")
     for h in history:
         length = h.get("duration")
-        out.write(f"  {_when(h.get('start'))}  {format_duration(length) if length is not None else 'forever'}"
+        out.write(f"  {_when(h.get('start'))}  {format_duration(length) if length is not None else 'permanent'}"
                   f"  {h.get('origin', '')}  {h.get('reason') or ''}\n")
     return 0
 

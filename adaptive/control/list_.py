@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
         print("no bans")
         return 0
     rows = [("TARGET", "LEFT", "COUNT", "ORIGIN", "REASON")]
-    rows += [(str(b.get("target", "?")), format_duration(b.get("left")), str(b.get("count", "")),
-              str(b.get("origin", "")), str(b.get("reason") or "")) for b in bans]
+    rows += [(str(b.get("target", "?")), "permanent" if b.get("left") is None else format_duration(b["left"]),
+              str(b.get("count", "")), str(b.get("origin", "")), str(b.get("reason") or "")) for b in bans]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4] + "\n")
