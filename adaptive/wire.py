@@ -38,10 +38,12 @@ class UnbanReply(TypedDict):
 
 class BanEntry(TypedDict):
     target: str
+    start: float                 # when it was banned (Unix time)
+    end: float | None            # when the kernel lifts it (Unix time); None: until unbanned
     left: float | None           # seconds; None: until unbanned
     reason: str
     count: int                   # bans of this target so far, this one included
-    origin: str                  # "automatic" or "manual"
+    origin: str                  # "automatic" (scored), or "manual" (`adaptive ban`, or adopted from the kernel)
 
 
 class SourceStatus(TypedDict):

@@ -31,6 +31,11 @@ NOBODY = ["--reuid=65534", "--regid=65534"]
 GROUP = 4242    # a gid with no name: the kernel and the socket need none
 
 
+T0 = 1763890000.0      # 2025-11-23 09:26:40 UTC
+BAN_7 = {"target": "192.0.2.7", "start": T0 + 10000, "end": T0 + 10000 + 14400, "left": 14000,
+         "reason": "score", "count": 3, "origin": "automatic"}
+
+
 class FakeHandler:
     """Records each call; refuses 198.51.100.0/24 (its allowlist) unless forced; `fail` is raised."""
 
@@ -68,9 +73,13 @@ class FakeHandler:
 
     def list(self):
         self._record("list")
-        return [{"target": "192.0.2.7", "left": 14000, "reason": "auth failures", "count": 3,
-                 "origin": "automatic"},
-                {"target": "203.0.113.0/24", "left": None, "reason": "manual", "count": 1, "origin": "manual"}]
+        return [BAN_7,
+                {"target": "203.0.113.0/24", "start": T0, "end": None, "left": None, "reason": "manual", "count": 1,
+                 "origin": "manual"},
+                {"target": "203.0.113.9", "start": T0 + 15000, "end": T0 + 15000 + 86400, "left": 86000,
+                 "reason": "slow", "count": 1, "origin": "automatic"},
+                {"target": "2001:db8:1:2::/64", "start": T0 + 5000, "end": T0 + 5000 + 604800, "left": 600000,
+                 "reason": "honeypot", "count": 2, "origin": "manual"}]
 
     def status(self):
         self._record("status")
@@ -482,14 +491,56 @@ def test_unban(server, handler):
 
 
 def test_list(server):
-    human = adaptive("list", "--socket", str(server.path))
+    utc = {**os.environ, "TZ": "UTC"}
+    human = adaptive("list", "--socket", str(server.path), env=utc)
     assert human.returncode == 0, human.stderr
-    assert human.stdout == ("TARGET          LEFT       COUNT  ORIGIN     REASON\n"
-                            "192.0.2.7       3h53m      3      automatic  auth failures\n"
-                            "203.0.113.0/24  permanent  1      manual     manual\n")
+    assert human.stdout == (
+        "TARGET             BANNED            EXPIRES           LEFT    COUNT  ORIGIN     REASON\n"
+        "203.0.113.0/24     2025-11-23 09:26  permanent         -       1      manual     manual\n"
+        "2001:db8:1:2::/64  2025-11-23 10:50  2025-11-30 10:50  6d22h   2      manual     honeypot\n"
+        "192.0.2.7          2025-11-23 12:13  2025-11-23 16:13  3h53m   3      automatic  score\n"
+        "203.0.113.9        2025-11-23 13:36  2025-11-24 13:36  23h53m  1      automatic  slow\n")
     as_json = adaptive("list", "--json", "--socket", str(server.path))
     assert as_json.returncode == 0
-    assert [json.loads(line) for line in as_json.stdout.splitlines()] == FakeHandler().list()
+    listed = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert listed == sorted(FakeHandler().list(), key=lambda b: b["start"])     # oldest first, as the table
+
+
+@pytest.mark.parametrize("options, targets", [
+    (["--reason", "score"], ["192.0.2.7"]),
+    (["--reason", "score", "--reason", "slow"], ["192.0.2.7", "203.0.113.9"]),
+    (["--origin", "manual"], ["203.0.113.0/24", "2001:db8:1:2::/64"]),
+    (["--origin", "manual", "--reason", "honeypot"], ["2001:db8:1:2::/64"]),
+    # Inside the prefix, and covering the address.
+    (["--match", "203.0.113.0/24"], ["203.0.113.0/24", "203.0.113.9"]),
+    (["--match", "203.0.113.0/25"], ["203.0.113.0/24", "203.0.113.9"]),
+    (["--match", "203.0.113.200"], ["203.0.113.0/24"]),
+    (["--match", "::ffff:192.0.2.7"], ["192.0.2.7"]),
+    (["--match", "2001:db8::/32", "--match", "192.0.2.0/24"], ["2001:db8:1:2::/64", "192.0.2.7"]),
+    (["--match", "2001:db8:1:2::99"], ["2001:db8:1:2::/64"]),
+    (["--sort", "expires"], ["192.0.2.7", "203.0.113.9", "2001:db8:1:2::/64", "203.0.113.0/24"]),
+    (["--sort", "expires", "-r"], ["203.0.113.0/24", "2001:db8:1:2::/64", "203.0.113.9", "192.0.2.7"]),
+    (["--sort", "address"], ["192.0.2.7", "203.0.113.0/24", "203.0.113.9", "2001:db8:1:2::/64"]),
+    (["--sort", "reason"], ["2001:db8:1:2::/64", "203.0.113.0/24", "192.0.2.7", "203.0.113.9"]),
+    (["--reason", "nothing like it"], []),
+])
+def test_list_filters_and_sorts_the_table_and_the_json_alike(server, options, targets):
+    as_json = adaptive("list", "--json", *options, "--socket", str(server.path))
+    assert as_json.returncode == 0, as_json.stderr
+    assert [json.loads(line)["target"] for line in as_json.stdout.splitlines()] == targets
+    human = adaptive("list", *options, "--socket", str(server.path))
+    assert human.returncode == 0, human.stderr
+    if targets:
+        assert [line.split()[0] for line in human.stdout.splitlines()[1:]] == targets
+    else:
+        assert human.stdout == "no bans match (of 4)\n"
+
+
+def test_list_refuses_a_match_that_is_no_address_and_asks_nothing(server, handler):
+    result = adaptive("list", "--match", "203.0.113.", "--socket", str(server.path))
+    assert result.returncode == 2 and "'203.0.113.' is not an IP address or prefix" in result.stderr
+    assert adaptive("list", "--sort", "size", "--socket", str(server.path)).returncode == 2
+    assert handler.calls == []
 
 
 def test_status(server):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from adaptive import config
+from adaptive.addresses import read
 from adaptive.daemon import Daemon, ops
 
 from configs import write_local
@@ -162,6 +163,20 @@ def test_five_failures_make_a_recorded_ban(tmp_path):
     daemon.poll_once()
     bans = daemon.state.live_bans(0)
     assert [(b.target, b.reason, b.origin) for b in bans] == [("203.0.113.7", "score", "automatic")]
+    daemon.close()
+
+
+def test_the_list_says_when_each_ban_began_and_ends(tmp_path):
+    daemon = offline(tmp_path, [])
+    append(tmp_path / "mail.log", "".join(now_fail("203.0.113.7") for i in range(5)))
+    daemon.poll_once()
+    daemon.decider.record_manual([read("198.51.100.0/24")], None, "honeypot")
+    scored, manual = ops.bans(daemon)
+    record = daemon.state.ban("203.0.113.7")
+    assert (scored["target"], scored["start"], scored["end"]) == ("203.0.113.7", record.start, record.end)
+    assert scored["end"] - scored["start"] == 3600
+    assert (manual["target"], manual["end"], manual["left"], manual["origin"]) == ("198.51.100.0/24", None, None,
+                                                                                     "manual")
     daemon.close()
 
 

@@ -104,7 +104,8 @@ def unban(d: Daemon, targets: list[str], everything: bool) -> UnbanReply:
 def bans(d: Daemon) -> list[BanEntry]:
     """The live bans of the state, oldest first."""
     now = d.clock()
-    return [{"target": r.target, "left": None if r.end is None else max(0.0, r.end - now),
+    return [{"target": r.target, "start": r.start, "end": r.end,
+             "left": None if r.end is None else max(0.0, r.end - now),
              "reason": r.reason, "count": r.count, "origin": r.origin}
             for r in sorted(d.state.live_bans(now), key=lambda r: r.start)]
 
