@@ -163,3 +163,66 @@ def test_list_cut_short_by_head_is_no_error_and_no_traceback():
                 assert first.strip()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- status in words ---
+
+HEALTHY = {"version": "0.3.0", "pid": 812, "uptime": 11_520.0, "dry_run": False, "enforce": True,
+           "table": "adaptive",
+           "sources": [{"name": "mail", "path": "/var/log/mail.log", "position": 9_000_000, "lag": 0,
+                        "lines": 120_431, "error": None}],
+           "events": 1534, "decisions": {"ban": 1204, "suppressed": 3}, "bans": 1204, "bans_state": 1204,
+           "repairs": 0, "compared": 130.0, "tracked": 5120}
+
+
+def test_a_healthy_daemons_status_is_a_few_plain_sentences():
+    from adaptive.control.status import describe
+    assert describe(HEALTHY) == """\
+adaptive 0.3.0 is running (pid 812, up 3h 12m) and enforcing its bans.
+
+Following 1 source:
+  mail  /var/log/mail.log: ok, 120,431 lines read, caught up
+
+Since the start: 1,534 events, 1,207 decisions (1,204 banned, 3 suppressed);
+5,120 addresses scored now.
+Bans: table inet adaptive holds 1,204 bans, as the state does; compared with
+the state 2m 10s ago.
+"""
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"dry_run": True}, "in dry run: it decides and records bans, and puts none in the kernel"),
+    ({"enforce": False}, "enforcing nothing: it was started without the kernel"),
+    ({"kernel_counting": True, "bans": 1100},
+     "held 1,100 bans at the last count (counting them again), the state 1,204"),
+    ({"repairs": 2}, "the table was put back 2 times after others changed it"),
+    ({"bans": None}, "how many table inet adaptive holds is not known"),
+])
+def test_status_says_the_mode_and_the_kernels_count_in_words(change, said):
+    from adaptive.control.status import describe
+    assert said in " ".join(describe({**HEALTHY, **change}).split())
+
+
+@pytest.mark.parametrize("change, problem, advice", [
+    ({"state_error": "database or disk is full", "state_unwritten": 12},
+     "The state database cannot be written (database or disk is full): 12 changes wait in memory",
+     "Make room on its disk"),
+    ({"sources": [{**HEALTHY["sources"][0], "error": "/var/log/mail.log: permission denied", "position": None}]},
+     "Source mail (/var/log/mail.log) cannot be read: permission denied.", "correct [sources.mail] path"),
+    ({"kernel_error": "No such file or directory"},
+     "The bans in table inet adaptive cannot be counted: No such file or directory.", "adaptive ruleset --check"),
+    ({"bans": 1100, "disagree": "the kernel holds 1100 ban(s), the state 1204"},
+     "The kernel and the state disagree: the kernel holds 1100 ban(s), the state 1204.", "reconcile_every"),
+])
+def test_status_states_each_problem_first_with_what_to_do(change, problem, advice):
+    from adaptive.control.status import describe
+    text = describe({**HEALTHY, **change})
+    assert text.splitlines()[2] == "1 problem:"
+    problems = " ".join(text.split("\n\nFollowing")[0].split())
+    assert problem in problems and advice in problems, text
+    assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_status_of_a_reply_without_what_it_expects_still_reads():
+    from adaptive.control.status import describe
+    assert describe({}).startswith("adaptive ? is running (up ?)")

@@ -83,12 +83,14 @@ class FakeHandler:
 
     def status(self):
         self._record("status")
-        return {"version": "0.1.0", "uptime": 7384, "dry_run": False,
+        return {"version": "0.1.0", "pid": 4242, "uptime": 7384, "dry_run": False, "enforce": True,
+                "table": "adaptive",
                 "sources": [{"name": "mail", "path": "/var/log/mail.log", "position": 123456, "lag": 2048,
-                             "error": None},
+                             "lines": 1204, "error": None},
                             {"name": "dovecot", "path": "/var/log/dovecot.log", "position": None, "lag": None,
-                             "error": "/var/log/dovecot.log: does not exist (waiting for it)"}],
-                "events": 42, "decisions": 3, "bans": 2, "bans_state": 3,
+                             "lines": 0, "error": "/var/log/dovecot.log: does not exist (waiting for it)"}],
+                "events": 42, "decisions": {"ban": 3, "suppressed": 1}, "bans": 2, "bans_state": 3,
+                "repairs": 0, "compared": 130.0, "tracked": 17,
                 "disagree": "the kernel holds 2 ban(s), the state 3"}
 
     def explain(self, address):
@@ -546,13 +548,26 @@ def test_list_refuses_a_match_that_is_no_address_and_asks_nothing(server, handle
 def test_status(server):
     human = adaptive("status", "--socket", str(server.path))
     assert human.returncode == 0, human.stderr
-    assert human.stdout == ("adaptive 0.1.0, up 2h3m, enforcing\n"
-                            "sources:\n"
-                            "  mail     /var/log/mail.log     position 123456  lag 2.0 KiB\n"
-                            "  dovecot  /var/log/dovecot.log  waiting          failing: "
-                            "/var/log/dovecot.log: does not exist (waiting for it)\n"
-                            "events 42, decisions 3, bans in the kernel 2, in the state 3\n"
-                            "warning: the kernel and the state disagree: the kernel holds 2 ban(s), the state 3\n")
+    assert human.stdout == """\
+adaptive 0.1.0 is running (pid 4242, up 2h 3m) and enforcing its bans.
+
+2 problems:
+  - Source dovecot (/var/log/dovecot.log) cannot be read: does not exist
+    (waiting for it). adaptive tries again every second; if the path is wrong,
+    correct [sources.dovecot] path and run `adaptive reload`.
+  - The kernel and the state disagree: the kernel holds 2 ban(s), the state 3.
+    adaptive compares them every [nftables] reconcile_every and puts right
+    what differs; if this stays, its log (journalctl -u adaptive) says why.
+
+Following 2 sources:
+  mail     /var/log/mail.log: ok, 1,204 lines read, 2.0 KiB behind
+  dovecot  /var/log/dovecot.log: not read: does not exist (waiting for it)
+
+Since the start: 42 events, 4 decisions (3 banned, 1 suppressed); 17 addresses
+scored now.
+Bans: table inet adaptive holds 2 bans, the state 3; compared with the state
+2m 10s ago.
+"""
     as_json = adaptive("status", "--json", "--socket", str(server.path))
     assert json.loads(as_json.stdout) == FakeHandler().status()
 

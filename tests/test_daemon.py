@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -618,11 +619,13 @@ def test_a_missing_log_is_said_at_start_and_shown_by_status(scene):
     scene.log.unlink()
     scene.start()
     assert wait_for(lambda: "does not exist (waiting for it)" in scene.err(), timeout=5), scene.err()
-    human = scene.adaptive("status").stdout
-    assert f"failing: {scene.log}: does not exist (waiting for it)" in human and "None" not in human, human
+    human = " ".join(scene.adaptive("status").stdout.split())
+    assert f"Source mail ({scene.log}) cannot be read: does not exist (waiting for it)." in human, human
+    assert f"{scene.log}: not read: does not exist (waiting for it)" in human and "None" not in human, human
     append(scene.log, "".join(now_fail("192.0.2.3") for _ in range(5)))
     assert wait_for(lambda: not scene.connects("192.0.2.3"), timeout=10), scene.err()
-    assert "failing" not in scene.adaptive("status").stdout
+    human = " ".join(scene.adaptive("status").stdout.split())
+    assert "problem" not in human and "not read" not in human and f"{scene.log}: ok" in human, human
 
 
 @kernel
@@ -753,6 +756,40 @@ def test_a_permanent_ban_is_reconciled_without_a_timeout_and_shown_as_permanent(
     scene.srv.exec("nft", "flush set inet adaptive ban4")
     scene.start()
     assert _element(scene, "192.0.2.4") == "192.0.2.4" and not scene.connects("192.0.2.4")
+
+
+@kernel
+def test_status_of_a_running_daemon_reads_as_sentences(scene):
+    scene.local.write_text(scene.local.read_text() + "\n[nftables]\nreconcile_every = 1\n")
+    scene.start()
+    append(scene.log, "".join(now_fail("192.0.2.3") for _ in range(5)))
+    assert wait_for(lambda: not scene.connects("192.0.2.3"), timeout=10), scene.err()
+    assert scene.adaptive("ban", "198.51.100.0/24", "--for", "permanent").returncode == 0
+    assert wait_for(lambda: scene.status().get("compared") is not None
+                    and scene.status()["sources"][0]["lag"] == 0, timeout=10), scene.err()[-2000:]
+    result = scene.adaptive("status")
+    assert result.returncode == 0 and result.stderr == ""
+    print(result.stdout)
+    text = " ".join(result.stdout.split())
+    assert re.match(rf"adaptive \S+ is running \(pid {scene.proc.pid}, up \d+s\) and enforcing its bans\. ", text)
+    assert "problem" not in text
+    assert f"Following 1 source: mail {scene.log}: ok, 5 lines read, caught up" in text
+    assert "Since the start: 5 events, 1 decision (1 banned)" in text
+    assert re.search(r"Bans: table inet adaptive holds 2 bans, as the state does; compared with the state \d+s ago\.",
+                     text), text
+    # A second log that is not there yet: said first, with what to do.
+    assert scene.stop() == 0
+    missing = scene.tmp / "dovecot.log"
+    scene.local.write_text(scene.local.read_text() + f'\n[sources.dovecot]\npath = "{missing}"\n')
+    scene.start()
+    result = scene.adaptive("status")
+    print(result.stdout)
+    text = " ".join(result.stdout.split())
+    assert result.returncode == 0 and re.search(
+        rf"and enforcing its bans\. 1 problem: - Source dovecot \({missing}\) cannot be read: does not exist "
+        r"\(waiting for it\)\. .+ correct \[sources\.dovecot\] path and run `adaptive reload`\. Following 2 "
+        rf"sources: mail {scene.log}: ok, 0 lines read, caught up dovecot {missing}: not read: does not exist",
+        text), text
 
 
 @kernel
