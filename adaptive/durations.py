@@ -22,9 +22,9 @@ PERMANENT = ("permanent", "forever")   # what `--for` takes for a ban that never
 _FORMS = "a number of seconds, or numbers with s, m, h, d or w (90s, 10m, 4h, 7d, 1w, 1h30m)"
 
 
-def parse_duration(text: str, permanent: bool = False) -> float:
+def parse_duration(text: str, permanent: bool = False, zero: bool = False) -> float:
     """Seconds in `text`; raises ValueError naming the text and the forms accepted. With `permanent`,
-    "permanent" or "forever" is `math.inf`: a ban that never ends."""
+    "permanent" or "forever" is `math.inf`: a ban that never ends; with `zero`, "0" or "0s" is 0."""
     if permanent and text in PERMANENT:
         return math.inf
     if not _WHOLE.fullmatch(text):
@@ -33,8 +33,9 @@ def parse_duration(text: str, permanent: bool = False) -> float:
         seconds = float(text)
     else:
         seconds = sum(float(number) * UNITS[unit] for number, unit in _PART.findall(text))
-    if not seconds > 0:
-        raise ValueError(f"{text!r} is not a duration: it must be longer than zero")
+    if not seconds > 0 and not (zero and seconds == 0):
+        raise ValueError(f"{text!r} is not a duration: it must be longer than zero"
+                         + (" (a ban without end is permanent)" if permanent else ""))
     if not math.isfinite(seconds) or seconds > LONGEST:
         raise ValueError(f"{text!r} is too long a duration: at most {LONGEST // 86400}d"
                          + (" (or permanent)" if permanent else ""))

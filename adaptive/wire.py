@@ -42,10 +42,12 @@ class UnbanReply(TypedDict):
 
 class BanEntry(TypedDict):
     target: str
+    start: float                 # when it was banned (Unix time)
+    end: float | None            # when the kernel lifts it (Unix time); None: until unbanned
     left: float | None           # seconds; None: until unbanned
     reason: str
     count: int                   # bans of this target so far, this one included
-    origin: str                  # "automatic" or "manual"
+    origin: str                  # "automatic" (scored), or "manual" (`adaptive ban`, or adopted from the kernel)
 
 
 class SourceStatus(TypedDict):
@@ -59,14 +61,18 @@ class SourceStatus(TypedDict):
 
 class StatusReply(TypedDict, total=False):
     version: str
+    pid: int
     uptime: float
     dry_run: bool
+    enforce: bool                # False: the daemon keeps the kernel out (a test's)
+    table: str                   # the nftables table it owns (inet family)
     sources: list[SourceStatus]
     events: int
     decisions: dict[str, int]    # outcome -> decisions made
     bans: int | None             # live in the kernel (None: not known)
     bans_state: int              # live in the state
     repairs: int
+    compared: float | None       # seconds since the kernel's bans were last compared with the state's
     tracked: int                 # addresses and prefixes the scorer keeps
     state_error: str | None      # while the state's disk refuses writes
     state_unwritten: int

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +125,82 @@ def test_broken_filters_exit_2_naming_the_file(tmp_path):
     result = adaptive("check", "--filters", str(d), "-", stdin=b"")
     assert result.returncode == 2
     assert b"bad.toml" in result.stderr and b"rule[0] (r)" in result.stderr
+
+
+# --- compressed logs ---
+
+COMPRESSORS = {"gz": gzip.compress, "xz": lzma.compress, "bz2": bz2.compress}
+
+
+def _events(result: subprocess.CompletedProcess) -> list[dict]:
+    assert result.returncode == 0, result.stderr
+    return [{k: v for k, v in json.loads(line).items() if k != "file"} for line in result.stdout.splitlines()]
+
+
+def _summary(result: subprocess.CompletedProcess) -> list[str]:
+    """The summary's counts, without the file's name and the time it took."""
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode().splitlines()[1:]
+
+
+@pytest.mark.parametrize("suffix", sorted(COMPRESSORS))
+def test_a_compressed_log_gives_the_events_and_counts_of_the_plain_one(tmp_path, filters, suffix):
+    plain = tmp_path / "mail.log"
+    plain.write_bytes(LOG)
+    packed = tmp_path / f"mail.log.2.{suffix}"
+    packed.write_bytes(COMPRESSORS[suffix](LOG))
+    expected = _events(adaptive("check", "--json", "--filters", str(filters), str(plain)))
+    assert len(expected) == 3
+    assert _events(adaptive("check", "--json", "--filters", str(filters), str(packed))) == expected
+    assert _summary(adaptive("check", "--filters", str(filters), str(packed))) == \
+        _summary(adaptive("check", "--filters", str(filters), str(plain)))
+    # Standard input too: `adaptive check - < mail.log.2.gz`.
+    assert _events(adaptive("check", "--json", "--filters", str(filters), "-", stdin=packed.read_bytes())) \
+        == expected
+
+
+def test_compression_is_known_by_the_first_bytes_not_the_name(tmp_path, filters):
+    rotated = tmp_path / "mail.log.1"                 # gzip, named as if plain (logrotate's compressext)
+    rotated.write_bytes(gzip.compress(LOG))
+    misnamed = tmp_path / "mail.log.gz"               # plain, named as if gzip
+    misnamed.write_bytes(LOG)
+    result = adaptive("check", "--json", "--filters", str(filters), str(rotated), str(misnamed))
+    assert [e["file"] for e in map(json.loads, result.stdout.splitlines())] == [str(rotated)] * 3 + [str(misnamed)] * 3
+    assert _events(result)[:3] == _events(result)[3:]
+
+
+def test_rotated_logs_are_read_in_one_call_in_the_order_given(tmp_path, filters):
+    lines = LOG.splitlines(keepends=True)
+    parts = {"mail.log.2.gz": gzip.compress(b"".join(lines[:2])), "mail.log.1.xz": lzma.compress(b"".join(lines[2:4])),
+             "mail.log": b"".join(lines[4:])}
+    for name, data in parts.items():
+        (tmp_path / name).write_bytes(data)
+    whole = tmp_path / "whole.log"
+    whole.write_bytes(LOG)
+    result = adaptive("check", "--json", "--filters", str(filters), *(str(tmp_path / name) for name in parts))
+    found = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(Path(e["file"]).name, e["ip"]) for e in found] == [
+        ("mail.log.2.gz", "192.0.2.1"), ("mail.log.1.xz", "2001:db8::7"), ("mail.log", "198.51.100.3")]
+    assert [e["ip"] for e in _events(adaptive("check", "--json", "--filters", str(filters), str(whole)))] == \
+        [e["ip"] for e in found]
+
+
+def test_a_compressed_log_cut_short_or_broken_is_named_and_the_others_still_read(tmp_path, filters):
+    big = LOG * 2000
+    cut = tmp_path / "cut.log.gz"
+    cut.write_bytes(gzip.compress(big)[:1000])
+    broken = tmp_path / "broken.log.xz"
+    broken.write_bytes(b"\xfd7zXZ\x00" + bytes(64))
+    zstd = tmp_path / "mail.log.3.zst"
+    zstd.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(16))
+    log = tmp_path / "mail.log"
+    log.write_bytes(LOG)
+    result = adaptive("check", "--filters", str(filters), str(cut), str(broken), str(zstd), str(log))
+    assert result.returncode == 1
+    errors = result.stderr.decode().splitlines()
+    assert errors[0] == (f"adaptive: {cut}: cannot read: its compressed data ends early (a file cut short, or "
+                         "still being written)")
+    assert errors[1].startswith(f"adaptive: {broken}: cannot read: its xz data is broken (")   # liblzma's words
+    assert errors[2:] == [f"adaptive: {zstd}: cannot read: zstd-compressed, which adaptive does not read: try "
+                          f"`zstdcat {zstd} | adaptive ... -`"]
+    assert b"6 lines read" in result.stdout

@@ -107,6 +107,15 @@ def test_dropins_are_read_after_the_main_file_in_name_order(tmp_path):
     ('[allowlist]\naddresses = ["10.0.0.0/8", "::/1"]\n', "allowlist.addresses", "at most /7"),
     ('[decisions]\nban_base = 400000000\n', "decisions.ban_base", "ten years"),
     ('[decisions.reasons.slow]\nban_max = 100000000000\n', "decisions.reasons", "ten years"),
+    # Durations as the command line takes them; a bad one is said with the forms that are.
+    ('[scoring]\nhalf_life = "1x"\n', "scoring.half_life", '"1x"'),
+    ('[scoring]\nhalf_life = "1 h"\n', "scoring.half_life", "numbers with s, m, h, d or w"),
+    ('[decisions]\nban_max = "4000d"\n', "decisions.ban_max", "at most 3650d"),
+    ('[decisions]\nban_base = "permanent"\n', "decisions.ban_base", '"permanent"'),
+    ('[decisions]\nsubnet_window = 1.5\n', "decisions.subnet_window", "whole seconds or a duration"),
+    ('[nftables]\nreconcile_every = "0s"\n', "nftables.reconcile_every", "longer than zero"),
+    ('[nftables]\nreconcile_every = true\n', "nftables.reconcile_every", 'or a duration ("90s"'),
+    ('[decisions.reasons.slow]\nban_base = "soon"\n', "decisions.reasons", "'soon' is not a duration"),
 ])
 def test_errors_name_file_key_and_value(tmp_path, text, key, value):
     good = write(tmp_path, "good.toml", '[sources.mail]\npath = "/var/log/mail.log"\n')
@@ -224,3 +233,41 @@ def test_check_config_ready_wants_a_log_to_read(tmp_path):
     log.write_text("")
     ready = adaptive("check-config", "--ready", "-c", str(SHIPPED), "-c", str(local), "--dropins", "")
     assert ready.returncode == 0 and "configuration ok" in ready.stdout, ready
+
+
+# Every key that takes seconds, as the issue has it: ban lengths, windows, half-lives, the reconcile.
+SECONDS = {
+    "nftables": ["reconcile_every"],
+    "decisions": ["ban_base", "ban_max", "lookback", "subnet_window"],
+    "scoring": ["half_life", "slow_half_life", "pair_window", "spam_window", "harvest_window", "dictionary_window",
+                "account_window"],
+}
+
+
+def test_every_key_that_takes_seconds_takes_a_duration_and_plain_numbers_are_still_seconds(tmp_path):
+    for section, keys in SECONDS.items():
+        for key in keys:
+            for raw, seconds in (('"2h"', 7200), ("7200", 7200), ('"1h30m"', 5400), ('"1w"', 604800),
+                                 ('"90s"', 90), ('"1.5s"', None)):
+                local = write(tmp_path, "local.toml", f"[{section}]\n{key} = {raw}\n")
+                value = getattr(getattr(config.load([SHIPPED, local], dropins=None), section), key)
+                if seconds is None:     # a fraction: a whole-seconds key rounds it up
+                    assert value == (2 if isinstance(value, int) else 1.5), (section, key)
+                else:
+                    assert value == seconds and type(value) is type(getattr(getattr(config.Config(), section), key))
+    local = write(tmp_path, "local.toml", '[decisions]\nlookback = "0s"\nreasons = { slow = { ban_base = "1d", '
+                                          'ban_max = "2w", lookback = "0" } }\n')
+    decisions = config.load([SHIPPED, local], dropins=None).decisions
+    assert decisions.lookback == 0
+    assert decisions.profile("slow") == config.BanProfile(86400, 4.0, 1209600, 0)
+
+
+def test_no_key_that_reads_as_seconds_is_left_without_durations():
+    """A key named like a length of time takes durations; the list above is the issue's, this keeps it whole."""
+    named = re.compile(r"(window|half_life|_every|lookback|ban_base|ban_max|timeout|interval|_age)$")
+    for f in dataclasses.fields(config.Config):
+        if f.name in ("files", "sources"):
+            continue
+        for key in dataclasses.fields(getattr(config.Config(), f.name)):
+            if named.search(key.name):
+                assert key.name in SECONDS.get(f.name, []), f"[{f.name}] {key.name} takes no duration"

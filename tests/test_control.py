@@ -31,6 +31,11 @@ NOBODY = ["--reuid=65534", "--regid=65534"]
 GROUP = 4242    # a gid with no name: the kernel and the socket need none
 
 
+T0 = 1763890000.0      # 2025-11-23 09:26:40 UTC
+BAN_7 = {"target": "192.0.2.7", "start": T0 + 10000, "end": T0 + 10000 + 14400, "left": 14000,
+         "reason": "score", "count": 3, "origin": "automatic"}
+
+
 class FakeHandler:
     """Records each call; refuses 198.51.100.0/24 (its allowlist) unless forced; `fail` is raised."""
 
@@ -68,18 +73,24 @@ class FakeHandler:
 
     def list(self):
         self._record("list")
-        return [{"target": "192.0.2.7", "left": 14000, "reason": "auth failures", "count": 3,
-                 "origin": "automatic"},
-                {"target": "203.0.113.0/24", "left": None, "reason": "manual", "count": 1, "origin": "manual"}]
+        return [BAN_7,
+                {"target": "203.0.113.0/24", "start": T0, "end": None, "left": None, "reason": "manual", "count": 1,
+                 "origin": "manual"},
+                {"target": "203.0.113.9", "start": T0 + 15000, "end": T0 + 15000 + 86400, "left": 86000,
+                 "reason": "slow", "count": 1, "origin": "automatic"},
+                {"target": "2001:db8:1:2::/64", "start": T0 + 5000, "end": T0 + 5000 + 604800, "left": 600000,
+                 "reason": "honeypot", "count": 2, "origin": "manual"}]
 
     def status(self):
         self._record("status")
-        return {"version": "0.1.0", "uptime": 7384, "dry_run": False,
+        return {"version": "0.1.0", "pid": 4242, "uptime": 7384, "dry_run": False, "enforce": True,
+                "table": "adaptive",
                 "sources": [{"name": "mail", "path": "/var/log/mail.log", "position": 123456, "lag": 2048,
-                             "error": None},
+                             "lines": 1204, "error": None},
                             {"name": "dovecot", "path": "/var/log/dovecot.log", "position": None, "lag": None,
-                             "error": "/var/log/dovecot.log: does not exist (waiting for it)"}],
-                "events": 42, "decisions": 3, "bans": 2, "bans_state": 3,
+                             "lines": 0, "error": "/var/log/dovecot.log: does not exist (waiting for it)"}],
+                "events": 42, "decisions": {"ban": 3, "suppressed": 1}, "bans": 2, "bans_state": 3,
+                "repairs": 0, "compared": 130.0, "tracked": 17,
                 "disagree": "the kernel holds 2 ban(s), the state 3"}
 
     def explain(self, address):
@@ -395,6 +406,8 @@ def test_ban_usage_errors_send_nothing(server, handler):
     assert duration.returncode == 2 and "'4x' is not a duration" in duration.stderr
     duration = adaptive("ban", "192.0.2.7", "--for", "100000000000", "--socket", str(server.path))
     assert duration.returncode == 2 and "at most 3650d (or permanent)" in duration.stderr
+    zero = adaptive("ban", "192.0.2.7", "--for", "0", "--socket", str(server.path))
+    assert zero.returncode == 2 and "longer than zero (a ban without end is permanent)" in zero.stderr
     nothing = adaptive("ban", "--socket", str(server.path))
     assert nothing.returncode == 2 and "give addresses or prefixes" in nothing.stderr
     assert handler.calls == []
@@ -480,26 +493,81 @@ def test_unban(server, handler):
 
 
 def test_list(server):
-    human = adaptive("list", "--socket", str(server.path))
+    utc = {**os.environ, "TZ": "UTC"}
+    human = adaptive("list", "--socket", str(server.path), env=utc)
     assert human.returncode == 0, human.stderr
-    assert human.stdout == ("TARGET          LEFT     COUNT  ORIGIN     REASON\n"
-                            "192.0.2.7       3h53m    3      automatic  auth failures\n"
-                            "203.0.113.0/24  forever  1      manual     manual\n")
+    assert human.stdout == (
+        "TARGET             BANNED            EXPIRES           LEFT    COUNT  ORIGIN     REASON\n"
+        "203.0.113.0/24     2025-11-23 09:26  permanent         -       1      manual     manual\n"
+        "2001:db8:1:2::/64  2025-11-23 10:50  2025-11-30 10:50  6d22h   2      manual     honeypot\n"
+        "192.0.2.7          2025-11-23 12:13  2025-11-23 16:13  3h53m   3      automatic  score\n"
+        "203.0.113.9        2025-11-23 13:36  2025-11-24 13:36  23h53m  1      automatic  slow\n")
     as_json = adaptive("list", "--json", "--socket", str(server.path))
     assert as_json.returncode == 0
-    assert [json.loads(line) for line in as_json.stdout.splitlines()] == FakeHandler().list()
+    listed = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert listed == sorted(FakeHandler().list(), key=lambda b: b["start"])     # oldest first, as the table
+
+
+@pytest.mark.parametrize("options, targets", [
+    (["--reason", "score"], ["192.0.2.7"]),
+    (["--reason", "score", "--reason", "slow"], ["192.0.2.7", "203.0.113.9"]),
+    (["--origin", "manual"], ["203.0.113.0/24", "2001:db8:1:2::/64"]),
+    (["--origin", "manual", "--reason", "honeypot"], ["2001:db8:1:2::/64"]),
+    # Inside the prefix, and covering the address.
+    (["--match", "203.0.113.0/24"], ["203.0.113.0/24", "203.0.113.9"]),
+    (["--match", "203.0.113.0/25"], ["203.0.113.0/24", "203.0.113.9"]),
+    (["--match", "203.0.113.200"], ["203.0.113.0/24"]),
+    (["--match", "::ffff:192.0.2.7"], ["192.0.2.7"]),
+    (["--match", "2001:db8::/32", "--match", "192.0.2.0/24"], ["2001:db8:1:2::/64", "192.0.2.7"]),
+    (["--match", "2001:db8:1:2::99"], ["2001:db8:1:2::/64"]),
+    (["--sort", "expires"], ["192.0.2.7", "203.0.113.9", "2001:db8:1:2::/64", "203.0.113.0/24"]),
+    (["--sort", "expires", "-r"], ["203.0.113.0/24", "2001:db8:1:2::/64", "203.0.113.9", "192.0.2.7"]),
+    (["--sort", "address"], ["192.0.2.7", "203.0.113.0/24", "203.0.113.9", "2001:db8:1:2::/64"]),
+    (["--sort", "reason"], ["2001:db8:1:2::/64", "203.0.113.0/24", "192.0.2.7", "203.0.113.9"]),
+    (["--reason", "nothing like it"], []),
+])
+def test_list_filters_and_sorts_the_table_and_the_json_alike(server, options, targets):
+    as_json = adaptive("list", "--json", *options, "--socket", str(server.path))
+    assert as_json.returncode == 0, as_json.stderr
+    assert [json.loads(line)["target"] for line in as_json.stdout.splitlines()] == targets
+    human = adaptive("list", *options, "--socket", str(server.path))
+    assert human.returncode == 0, human.stderr
+    if targets:
+        assert [line.split()[0] for line in human.stdout.splitlines()[1:]] == targets
+    else:
+        assert human.stdout == "no bans match (of 4)\n"
+
+
+def test_list_refuses_a_match_that_is_no_address_and_asks_nothing(server, handler):
+    result = adaptive("list", "--match", "203.0.113.", "--socket", str(server.path))
+    assert result.returncode == 2 and "'203.0.113.' is not an IP address or prefix" in result.stderr
+    assert adaptive("list", "--sort", "size", "--socket", str(server.path)).returncode == 2
+    assert handler.calls == []
 
 
 def test_status(server):
     human = adaptive("status", "--socket", str(server.path))
     assert human.returncode == 0, human.stderr
-    assert human.stdout == ("adaptive 0.1.0, up 2h3m, enforcing\n"
-                            "sources:\n"
-                            "  mail     /var/log/mail.log     position 123456  lag 2.0 KiB\n"
-                            "  dovecot  /var/log/dovecot.log  waiting          failing: "
-                            "/var/log/dovecot.log: does not exist (waiting for it)\n"
-                            "events 42, decisions 3, bans in the kernel 2, in the state 3\n"
-                            "warning: the kernel and the state disagree: the kernel holds 2 ban(s), the state 3\n")
+    assert human.stdout == """\
+adaptive 0.1.0 is running (pid 4242, up 2h 3m) and enforcing its bans.
+
+2 problems:
+  - Source dovecot (/var/log/dovecot.log) cannot be read: does not exist
+    (waiting for it). adaptive tries again every second; if the path is wrong,
+    correct [sources.dovecot] path and run `adaptive reload`.
+  - The kernel and the state disagree: the kernel holds 2 ban(s), the state 3.
+    adaptive compares them every [nftables] reconcile_every and puts right
+    what differs; if this stays, its log (journalctl -u adaptive) says why.
+
+Following 2 sources:
+  mail     /var/log/mail.log: ok, 1,204 lines read, 2.0 KiB behind
+  dovecot  /var/log/dovecot.log: not read: does not exist (waiting for it)
+
+Since the start: 42 events, 4 decisions (3 banned, 1 suppressed); 17 addresses
+scored now.
+Bans: table inet adaptive holds 2 bans, the state 3; compared with the state
+2m 10s ago.
+"""
     as_json = adaptive("status", "--json", "--socket", str(server.path))
     assert json.loads(as_json.stdout) == FakeHandler().status()
 

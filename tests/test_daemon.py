@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from adaptive import config
+from adaptive.addresses import read
 from adaptive.daemon import Daemon, ops
 
 from configs import write_local
@@ -162,6 +164,20 @@ def test_five_failures_make_a_recorded_ban(tmp_path):
     daemon.poll_once()
     bans = daemon.state.live_bans(0)
     assert [(b.target, b.reason, b.origin) for b in bans] == [("203.0.113.7", "score", "automatic")]
+    daemon.close()
+
+
+def test_the_list_says_when_each_ban_began_and_ends(tmp_path):
+    daemon = offline(tmp_path, [])
+    append(tmp_path / "mail.log", "".join(now_fail("203.0.113.7") for i in range(5)))
+    daemon.poll_once()
+    daemon.decider.record_manual([read("198.51.100.0/24")], None, "honeypot")
+    scored, manual = ops.bans(daemon)
+    record = daemon.state.ban("203.0.113.7")
+    assert (scored["target"], scored["start"], scored["end"]) == ("203.0.113.7", record.start, record.end)
+    assert scored["end"] - scored["start"] == 3600
+    assert (manual["target"], manual["end"], manual["left"], manual["origin"]) == ("198.51.100.0/24", None, None,
+                                                                                     "manual")
     daemon.close()
 
 
@@ -603,11 +619,13 @@ def test_a_missing_log_is_said_at_start_and_shown_by_status(scene):
     scene.log.unlink()
     scene.start()
     assert wait_for(lambda: "does not exist (waiting for it)" in scene.err(), timeout=5), scene.err()
-    human = scene.adaptive("status").stdout
-    assert f"failing: {scene.log}: does not exist (waiting for it)" in human and "None" not in human, human
+    human = " ".join(scene.adaptive("status").stdout.split())
+    assert f"Source mail ({scene.log}) cannot be read: does not exist (waiting for it)." in human, human
+    assert f"{scene.log}: not read: does not exist (waiting for it)" in human and "None" not in human, human
     append(scene.log, "".join(now_fail("192.0.2.3") for _ in range(5)))
     assert wait_for(lambda: not scene.connects("192.0.2.3"), timeout=10), scene.err()
-    assert "failing" not in scene.adaptive("status").stdout
+    human = " ".join(scene.adaptive("status").stdout.split())
+    assert "problem" not in human and "not read" not in human and f"{scene.log}: ok" in human, human
 
 
 @kernel
@@ -700,6 +718,78 @@ def test_a_reconcile_puts_right_around_a_bad_ban_in_the_state(scene):
     assert wait_for(lambda: not scene.connects("192.0.2.5") and not scene.connects("192.0.2.6"), timeout=5), \
         scene.err()[-2000:]
     assert scene.proc.poll() is None and "disagreed on 2 ban(s) (2 missing" in scene.err()
+
+
+def _element(scene, address: str) -> object:
+    """`address`'s element in ban4 as the kernel lists it: the bare address when it has no timeout."""
+    listing = json.loads(scene.srv.exec("nft", "-j", "list", "set", "inet", "adaptive", "ban4").stdout)
+    for obj in listing["nftables"]:
+        for e in obj.get("set", {}).get("elem", ()):
+            if (e["elem"]["val"] if isinstance(e, dict) else e) == address:
+                return e
+    return None
+
+
+@kernel
+def test_a_permanent_ban_is_reconciled_without_a_timeout_and_shown_as_permanent(scene):
+    # A permanent ban deleted by hand, and one that another tool gave a timeout: both put back as the
+    # state has them, elements without a timeout.
+    scene.local.write_text(scene.local.read_text() + "\n[nftables]\nreconcile_every = 1\n")
+    scene.start()
+    banned = scene.adaptive("ban", "192.0.2.4", "192.0.2.5", "--for", "permanent", "--reason", "honeypot")
+    assert banned.returncode == 0, banned.stderr
+    assert _element(scene, "192.0.2.4") == "192.0.2.4" and _element(scene, "192.0.2.5") == "192.0.2.5"
+    scene.srv.exec("nft", "delete element inet adaptive ban4 { 192.0.2.4 }; delete element inet adaptive "
+                          "ban4 { 192.0.2.5 }; add element inet adaptive ban4 { 192.0.2.5 timeout 30s }")
+    assert scene.connects("192.0.2.4")
+    assert wait_for(lambda: _element(scene, "192.0.2.4") == "192.0.2.4"
+                    and _element(scene, "192.0.2.5") == "192.0.2.5", timeout=5), scene.err()[-2000:]
+    assert not scene.connects("192.0.2.4") and not scene.connects("192.0.2.5")
+    assert "disagreed on 2 ban(s) (1 missing, 1 with another time left)" in scene.err()
+    listed = scene.adaptive("list").stdout.splitlines()
+    assert [line.split()[0] for line in listed[1:]] == ["192.0.2.4", "192.0.2.5"]
+    assert all("permanent" in line and "honeypot" in line for line in listed[1:]), listed
+    explained = scene.adaptive("explain", "192.0.2.4").stdout
+    assert explained.startswith("192.0.2.4 is banned: honeypot, permanent: until unbanned (manual)\n")
+    # A restart puts them back as they were, and they stay past any timeout a ban could have had.
+    assert scene.stop() == 0
+    scene.srv.exec("nft", "flush set inet adaptive ban4")
+    scene.start()
+    assert _element(scene, "192.0.2.4") == "192.0.2.4" and not scene.connects("192.0.2.4")
+
+
+@kernel
+def test_status_of_a_running_daemon_reads_as_sentences(scene):
+    scene.local.write_text(scene.local.read_text() + "\n[nftables]\nreconcile_every = 1\n")
+    scene.start()
+    append(scene.log, "".join(now_fail("192.0.2.3") for _ in range(5)))
+    assert wait_for(lambda: not scene.connects("192.0.2.3"), timeout=10), scene.err()
+    assert scene.adaptive("ban", "198.51.100.0/24", "--for", "permanent").returncode == 0
+    assert wait_for(lambda: scene.status().get("compared") is not None
+                    and scene.status()["sources"][0]["lag"] == 0, timeout=10), scene.err()[-2000:]
+    result = scene.adaptive("status")
+    assert result.returncode == 0 and result.stderr == ""
+    print(result.stdout)
+    text = " ".join(result.stdout.split())
+    assert re.match(rf"adaptive \S+ is running \(pid {scene.proc.pid}, up \d+s\) and enforcing its bans\. ", text)
+    assert "problem" not in text
+    assert f"Following 1 source: mail {scene.log}: ok, 5 lines read, caught up" in text
+    assert "Since the start: 5 events, 1 decision (1 banned)" in text
+    assert re.search(r"Bans: table inet adaptive holds 2 bans, as the state does; compared with the state \d+s ago\.",
+                     text), text
+    # A second log that is not there yet: said first, with what to do.
+    assert scene.stop() == 0
+    missing = scene.tmp / "dovecot.log"
+    scene.local.write_text(scene.local.read_text() + f'\n[sources.dovecot]\npath = "{missing}"\n')
+    scene.start()
+    result = scene.adaptive("status")
+    print(result.stdout)
+    text = " ".join(result.stdout.split())
+    assert result.returncode == 0 and re.search(
+        rf"and enforcing its bans\. 1 problem: - Source dovecot \({missing}\) cannot be read: does not exist "
+        r"\(waiting for it\)\. .+ correct \[sources\.dovecot\] path and run `adaptive reload`\. Following 2 "
+        rf"sources: mail {scene.log}: ok, 0 lines read, caught up dovecot {missing}: not read: does not exist",
+        text), text
 
 
 @kernel

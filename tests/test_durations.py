@@ -33,3 +33,10 @@ def test_errors_name_the_text(text, message):
 ])
 def test_shown_with_two_units_at_most(seconds, text):
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("text", ["0", "0s", "0h0m"])
+def test_zero_only_where_asked_for(text):
+    assert parse_duration(text, zero=True) == 0
+    with pytest.raises(ValueError, match="longer than zero"):
+        parse_duration(text)

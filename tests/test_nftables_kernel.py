@@ -220,6 +220,35 @@ def test_reban_sets_the_new_timeout_and_batches_are_one_transaction(lab):
     assert len(lab.srv.call(k_list)) == 5998
 
 
+def test_a_permanent_ban_has_no_timeout_and_a_reban_either_way_changes_it(lab):
+    """`adaptive ban --for permanent` is an element without a timeout: the kernel never lifts it. A ban
+    of the same target with a length gives it one, and a permanent ban takes it away again, whether
+    the kernel changes a live element's timeout on `add` or needs add, delete, add."""
+    lab.srv.call(k_apply)
+    forever = [("192.0.2.3", None), ("198.51.100.0/24", None), ("fd00::3", None)]
+    assert lab.srv.call(k_ban, *forever) == 3
+    assert lab.srv.call(k_list) == {"192.0.2.3/32": (None, None), "198.51.100.0/24": (None, None),
+                                    "fd00::3/128": (None, None)}
+    assert lab.connect("192.0.2.3") == "timeout" and lab.connect("198.51.100.2") == "timeout"
+    assert lab.connect("fd00::3") == "timeout" and lab.connect("192.0.2.2") == "connected"
+    for replace in (False, True):
+        lab.srv.call(k_ban, ("192.0.2.3", 300), ("198.51.100.0/24", 300), replace=replace)
+        timed = lab.srv.call(k_list)
+        assert timed["192.0.2.3/32"][0] == 300 and 295 <= timed["198.51.100.0/24"][1] <= 300, replace
+        lab.srv.call(k_ban, ("192.0.2.3", None), ("198.51.100.0/24", None), replace=replace)
+        assert lab.srv.call(k_list)["192.0.2.3/32"] == (None, None), replace
+        assert lab.srv.call(k_list)["198.51.100.0/24"] == (None, None), replace
+    # A start restores the state's permanent bans as they are, beside the timed ones.
+    lab.srv.restart_worker()
+    lab.srv.call(serve, [25])                            # the listeners went with the worker
+    lab.srv.call(k_apply, "", [("192.0.2.4", None, None), ("192.0.2.2", 60, 50)])
+    restored = lab.srv.call(k_list)
+    assert restored["192.0.2.4/32"] == (None, None) and restored["192.0.2.2/32"][0] == 60
+    assert restored["fd00::3/128"] == (None, None)       # kept by the apply in place
+    assert lab.srv.call(k_unban, "192.0.2.3", "198.51.100.0/24") == 2
+    assert lab.connect("192.0.2.3") == "connected" and lab.connect("198.51.100.2") == "connected"
+
+
 # --- limits ---
 
 RATE = ('[rate_limit]\nports = [{ port = 25, rate = "1/minute", burst = 3 }, '

@@ -7,8 +7,11 @@ rule would ban, at least half the slow attackers, no legitimate client.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import ipaddress
 import json
+import lzma
 import subprocess
 import sys
 from datetime import datetime
@@ -127,6 +130,30 @@ def test_files_are_read_in_order_and_stdin_too(tmp_path):
     second = failures(24, "203.0.113.7", range(3, 5))
     [ban] = decisions(replay("--json", str(first), "-", stdin=second))
     assert epoch(ban["time"]) == epoch("2025-11-24T10:00:04+00:00")
+
+
+def test_rotated_and_compressed_logs_decide_as_the_plain_log_they_were(tmp_path):
+    """mail.log.2.gz, mail.log.1.xz, mail.log.bz2 in one call, in the order given: the decisions of the one
+    plain log they were cut from, the repeat offender's second ban (made in the last part) included."""
+    days = [failures(24, "203.0.113.7", range(0, 50, 10)) + failures(24, "2001:db8:1:2::7", range(5)),
+            failures(25, "198.51.100.4", range(0, 30, 5)),
+            failures(26, "203.0.113.7", range(0, 50, 10))]
+    whole = write(tmp_path, "whole.log", "".join(days))
+    parts = [(tmp_path / "mail.log.2.gz", gzip.compress), (tmp_path / "mail.log.1.xz", lzma.compress),
+             (tmp_path / "mail.log", bz2.compress)]      # a compressed file named as a plain one
+    for (path, compress), day in zip(parts, days, strict=True):
+        path.write_bytes(compress(day.encode()))
+    expected = decisions(replay("--json", str(whole)))
+    assert [(d["target"], d["n"]) for d in expected] == [
+        ("203.0.113.7", 1), ("2001:db8:1:2::/64", 1), ("198.51.100.4", 1), ("203.0.113.7", 2)]
+    assert decisions(replay("--json", *(str(path) for path, _ in parts))) == expected
+    summary = replay(*(str(path) for path, _ in parts)).stdout.split("\n\n", 1)[1]
+    assert "replayed 3 files: 21 lines, 21 events, 5 offences" in summary
+    # Standard input is looked at the same way: `adaptive replay - < mail.log.2.gz`.
+    piped = subprocess.run([sys.executable, "-m", "adaptive", "replay", "--json", "-c", str(SHIPPED), "--dropins", "",
+                            "--no-host-addresses", "-"], input=parts[0][0].read_bytes(), capture_output=True)
+    assert piped.returncode == 0, piped.stderr
+    assert [json.loads(line) for line in piped.stdout.splitlines()] == expected[:2]
 
 
 def test_text_mode_prints_each_decision_and_a_summary(tmp_path):

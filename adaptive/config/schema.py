@@ -3,6 +3,9 @@
 Each section is a dataclass; a field's `metadata["check"]` validates and converts the raw TOML value
 (and its annotation says which TOML type it takes). A later stage adds its section by adding a
 dataclass here and a field to `Config`. Reading files and naming the file at fault is `loading`'s.
+
+Every key that takes seconds takes a duration as the command line does too (`"90s"`, `"1h"`, `"7d"`,
+`"1w"`, `"1h30m"`, `adaptive.durations`); a plain number is still seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import ipaddress
 import math
 import pwd
 import re
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from adaptive.addresses import Network, parse_network
-from adaptive.durations import LONGEST
+from adaptive.durations import LONGEST, parse_duration
 from adaptive.vocabulary import REASONS
 
 # The kinds of source a `[sources.NAME]` section may name in `type`; `adaptive.sources` registers one
@@ -150,10 +154,31 @@ def _non_negative(value: int) -> int:
     return value
 
 
-def _seconds(value: float) -> float:
-    if not 0 < value < math.inf:
-        raise ValueError("expected a number of seconds above 0")
+def _duration(value: float | str, zero: bool = False) -> float:
+    """Seconds, from a number of them or from a duration as the command line takes it ("1h", "7d")."""
+    if isinstance(value, str):
+        return parse_duration(value, zero=zero)
     return float(value)
+
+
+def _seconds(value: float | str) -> float:
+    seconds = _duration(value)
+    if not 0 < seconds < math.inf:
+        raise ValueError("expected a number of seconds above 0")
+    return seconds
+
+
+def _whole_seconds(value: int | str, zero: bool = False) -> int:
+    """Whole seconds, a duration's fraction rounded up ("1.5s" is 2)."""
+    return value if isinstance(value, int) else math.ceil(_duration(value, zero))
+
+
+def _window(value: int | str) -> int:
+    return _positive(_whole_seconds(value))
+
+
+def _lookback(value: int | str) -> int:
+    return _non_negative(_whole_seconds(value, zero=True))
 
 
 def _positive(value: int) -> int:
@@ -162,9 +187,10 @@ def _positive(value: int) -> int:
     return value
 
 
-def _ban_seconds(value: int) -> int:
+def _ban_seconds(value: int | str) -> int:
     """A ban's length: the kernel refuses an element timeout past about 584 years, and a state that held
     one would fail every start; ten years is longer than any ban means."""
+    value = _whole_seconds(value)
     if value < 1 or value > LONGEST:
         raise ValueError(f"must be from 1 to {LONGEST} seconds (ten years); a ban that never ends is "
                          "`adaptive ban --for permanent`")
@@ -366,7 +392,7 @@ def _prefix_length(bits: int) -> Callable[[int], int]:
 
 # The keys a reason may override, and their checks: those of the same keys in [decisions].
 _BAN_KEYS: dict[str, Callable[[Any], Any]] = {
-    "ban_base": _ban_seconds, "ban_multiplier": _multiplier, "ban_max": _ban_seconds, "lookback": _non_negative,
+    "ban_base": _ban_seconds, "ban_multiplier": _multiplier, "ban_max": _ban_seconds, "lookback": _lookback,
 }
 # `[decisions] reasons` as `DecisionsConfig` holds it: what `_reasons` makes of the table.
 _Overrides = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
@@ -420,10 +446,10 @@ class DecisionsConfig:
     ban_base: int = _checked(3600, _ban_seconds)
     ban_multiplier: float = _checked(4.0, _multiplier)
     ban_max: int = _checked(604800, _ban_seconds)
-    lookback: int = _checked(2592000, _non_negative)
+    lookback: int = _checked(2592000, _lookback)
     reasons: _Overrides = _checked((("slow", (("ban_base", 86400),)),), _reasons)
     subnet_sources: int = _checked(5, _sources)
-    subnet_window: int = _checked(3600, _positive)
+    subnet_window: int = _checked(3600, _window)
     subnet_ipv4_prefix: int = _checked(24, _prefix_length(32))
     subnet_ipv6_prefix: int = _checked(48, _prefix_length(64))
     own_addresses: tuple[Network, ...] = _checked((), _networks)
@@ -553,14 +579,19 @@ class Config:
 
 # --- how a raw value is typed and shown, for the checks here and the messages of loading ---
 
-def _toml_type(check: Callable[..., Any], default: Any) -> type | None:
-    """The TOML type a check accepts, read from its annotation so the two never disagree."""
+def _toml_type(check: Callable[..., Any], default: Any) -> type | tuple[type, ...] | None:
+    """The TOML type a check accepts, read from its annotation so the two never disagree: a union
+    (`float | str`, a duration's) is a tuple of them."""
     hints = typing.get_type_hints(check)
     arg = next((v for k, v in hints.items() if k != "return"), None)
+    if isinstance(arg, types.UnionType):
+        return tuple(typing.get_origin(t) or t for t in typing.get_args(arg))
     return typing.get_origin(arg) or arg
 
 
-def _is_type(raw: Any, expected: type) -> bool:
+def _is_type(raw: Any, expected: type | tuple[type, ...]) -> bool:
+    if isinstance(expected, tuple):
+        return any(_is_type(raw, one) for one in expected)
     if expected is float:
         return isinstance(raw, (int, float)) and not isinstance(raw, bool)
     if expected is int:
@@ -568,7 +599,12 @@ def _is_type(raw: Any, expected: type) -> bool:
     return isinstance(raw, expected)
 
 
-def _type_name(t: type) -> str:
+def _type_name(t: type | tuple[type, ...]) -> str:
+    if isinstance(t, tuple):
+        if str in t and (int in t or float in t):      # a duration
+            whole = "whole " if float not in t else ""
+            return f'a number of {whole}seconds or a duration ("90s", "4h", "7d")'
+        return " or ".join(_type_name(one) for one in t)
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
             list: "a list", dict: "a table"}.get(t, t.__name__)
 

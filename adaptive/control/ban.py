@@ -25,14 +25,33 @@ BATCH = 100_000
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from adaptive.control.cli import command
     from adaptive.control.client import add_client_options
-    p = sub.add_parser("ban", help="ban addresses or prefixes now",
-                       description="Ban addresses or prefixes now, typed or read from a file.")
+    p = command(sub, "ban", summary="ban addresses or prefixes now", description="""
+        Ban addresses or prefixes now, typed or read from a file (a blocklist: one address or prefix a
+        line, # comments; 100,000 lines take about a second). The running daemon puts them in the
+        kernel and records them in its state, as manual bans: `adaptive list` and `adaptive explain`
+        show them with their reason.
+
+        A ban lasts as long as --for says, at most ten years. --for permanent bans until `adaptive
+        unban`: the kernel holds it without a timeout, and the state puts it back after a restart or
+        a flushed ruleset; list and explain show it as permanent. Without --for, a first ban's length
+        in the daemon's configuration ([decisions] ban_base, or [decisions.reasons.manual] when no
+        --reason is given). Loopback is never banned; an allowlisted target or one of this host's
+        own addresses is refused unless --force (own addresses even then).""",
+        examples=["adaptive ban 203.0.113.7 2001:db8:1:2::/64 --for 7d --reason honeypot",
+                  "adaptive ban 198.51.100.0/24 --for permanent",
+                  "adaptive ban --from-file blocklist.txt --for 1d --reason \"drop list\""],
+        exits=[(0, "every target was banned"),
+               (1, "a target was refused or a line of the file was bad (the others are banned), or the "
+                   "daemon failed or cannot be reached"),
+               (2, "a usage error: a target that is no address or prefix, or a bad --for (nothing sent)")])
     p.add_argument("targets", nargs="*", metavar="ADDR|PREFIX", help="an address (192.0.2.7, 2001:db8::7) "
                    "or prefix (203.0.113.0/24, 2001:db8:1::/64)")
     p.add_argument("--for", dest="duration", type=_duration, metavar="DURATION",
-                   help="how long: 90s, 10m, 4h, 7d, 1w, 1h30m or plain seconds, at most 3650d, or "
-                        "permanent (until unbanned; default: the daemon's ban length)")
+                   help="how long: 90s, 10m, 4h, 7d, 1w, 1h30m or plain seconds, at most 3650d; or "
+                        "permanent (also: forever), a ban without end, until unbanned (default: the "
+                        "daemon's ban length)")
     p.add_argument("--reason", metavar="TEXT", help="why, shown by list and explain (default: manual)")
     p.add_argument("--from-file", metavar="FILE", help="also ban every address or prefix in FILE, one a line "
                    "('-' for standard input; blank lines and # comments skipped)")

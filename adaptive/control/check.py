@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from adaptive.config import SHIPPED_FILTERS
+from adaptive.control.logfiles import READ_ERRORS, Log, open_log, unreadable
 from adaptive.events import Event
 from adaptive.filters.batch import CHUNK, chunks, count_file
 from adaptive.filters.engine import Engine
@@ -24,8 +25,27 @@ from adaptive.filters.rules import Filter, load_directory
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("check", help="run log files through the filters and print the events")
-    p.add_argument("files", nargs="+", metavar="FILE", help="log files; - for standard input")
+    from adaptive.control.cli import command
+    p = command(sub, "check", summary="run log files through the filters and print the events", description="""
+        Run log files through the filters and say what they make of them, as fail2ban-regex does: how
+        to try a filter, or a log format, before trusting it. Nothing is scored, banned or kept, and
+        no daemon is needed.
+
+        The summary counts, per file, the lines read, the matches and ignores of each rule, the events
+        of each kind, and the unparsable lines (a count that grows means a log format adaptive does
+        not know). --json prints one object per event instead, one a line, for scripts and jq.
+
+        Rotated logs compressed with gzip, xz or bzip2 (mail.log.2.gz) are read as they are, known by
+        their first bytes whatever their names; standard input (-) too.""",
+        examples=["adaptive check /var/log/mail.log",
+                  "adaptive check --json /var/log/mail.log | jq -r .ip | sort | uniq -c",
+                  "adaptive check /var/log/mail.log.2.gz /var/log/mail.log.1",
+                  "journalctl -u postfix -u dovecot -o short-iso | adaptive check -"],
+        exits=[(0, "every file was read"),
+               (1, "a file could not be read (the others were)"),
+               (2, "a usage error, or a filter file with an error (each named on stderr)")])
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="log files, plain or compressed (gzip, xz, bzip2); - for standard input")
     p.add_argument("--json", action="store_true", help="one JSON object per event instead of a summary")
     p.add_argument("--filters", type=Path, default=SHIPPED_FILTERS, metavar="DIR",
                    help="directory of filter files (default: the shipped ones)")
@@ -39,13 +59,17 @@ def run(args: argparse.Namespace) -> int:
     for name in args.files:
         started = time.perf_counter()
         try:
-            if name != "-" and not args.json and os.path.isfile(name):
-                # The summary of a whole file: every core reads a part of it.
-                engine = count_file(Path(name), filters, os.stat(name).st_mtime)
-            else:
-                engine = stream(name, filters, args.json, out)
-        except OSError as e:
-            print(f"adaptive: {name}: cannot read: {e.strerror}", file=sys.stderr)
+            with open_log(name) as log:
+                if log.compression is None and log.mtime is not None and not args.json \
+                        and os.path.isfile(name):
+                    # The summary of a whole plain file: every core reads a part of it.
+                    engine = count_file(Path(name), filters, log.mtime)
+                else:
+                    engine = stream(log, filters, args.json, out)
+        except BrokenPipeError:
+            raise           # stdout's reader is gone (`| head`), not the file: `cli.main` ends quietly
+        except READ_ERRORS as e:
+            print(f"adaptive: {name}: cannot read: {unreadable(e)}", file=sys.stderr)
             status = 1
             continue
         if not args.json:
@@ -53,19 +77,17 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def stream(name: str, filters: list[Filter], as_json: bool, out: TextIO) -> Engine:
-    """Read a file (or standard input) with one engine, in order, printing events if asked."""
-    with (sys.stdin.buffer if name == "-" else open(name, "rb")) as stream:
-        # Classic syslog lines carry no year: the file's last write dates its last line.
-        reference = time.time() if name == "-" else os.fstat(stream.fileno()).st_mtime
-        engine = Engine(filters, YearGuess(reference))
-        line_base = 1
-        for chunk in chunks(stream, CHUNK):
-            lines_before = engine.counts.lines
-            events = engine.scan(chunk)
-            if as_json:
-                write_json(name, chunk, line_base, events, out)
-            line_base += engine.counts.lines - lines_before
+def stream(log: Log, filters: list[Filter], as_json: bool, out: TextIO) -> Engine:
+    """Read a log (or standard input) with one engine, in order, printing events if asked."""
+    # Classic syslog lines carry no year: the file's last write dates its last line.
+    engine = Engine(filters, YearGuess(time.time() if log.mtime is None else log.mtime))
+    line_base = 1
+    for chunk in chunks(log.stream, CHUNK):
+        lines_before = engine.counts.lines
+        events = engine.scan(chunk)
+        if as_json:
+            write_json(log.name, chunk, line_base, events, out)
+        line_base += engine.counts.lines - lines_before
     return engine
 
 

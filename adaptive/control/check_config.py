@@ -15,8 +15,22 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from adaptive.control.cli import add_config_options
-    p = sub.add_parser("check-config", help="validate the configuration files and the filters")
+    from adaptive.control.cli import add_config_options, command
+    p = command(sub, "check-config", summary="validate the configuration files and the filters", description="""
+        Read the configuration as the daemon would (the -c files in order, each overriding the one
+        before key by key, then the drop-ins) and the filters it names, and report every problem,
+        each naming the file, the key and the bad value. Run as root, it also says when [nftables]
+        table names a table adaptive did not make, and whether metrics.listen is an address of this
+        host. Nothing is changed. --ready also wants a log to read now (a source's file exists), as
+        the Debian package does before it starts the daemon.""",
+        examples=["adaptive check-config",
+                  "adaptive check-config --ready && systemctl start adaptive",
+                  "adaptive check-config -c conf/adaptive.toml -c /etc/adaptive/local.toml",
+                  "adaptive check-config -c /etc/adaptive/adaptive.toml --dropins ''"],
+        exits=[(0, "the configuration and the filters are sound"),
+               (1, "sound, but not usable on this host: the table is not adaptive's, or metrics.listen "
+                   "cannot be listened on, or with --ready no source has a log to read yet"),
+               (2, "a configuration or filter error, or no source at all (every problem on stderr)")])
     p.add_argument("--ready", action="store_true",
                    help="also require a log to read now (a source's file exists): exit 1 if none has one. "
                         "The Debian package starts the daemon after installing only then")

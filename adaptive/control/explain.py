@@ -9,10 +9,16 @@ import time
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from adaptive.control.cli import EXIT_UNREACHABLE, EXIT_USAGE, command
     from adaptive.control.client import add_client_options
-    p = sub.add_parser("explain", help="say why an address is or is not banned",
-                       description="Say why an address is or is not banned: score, events, past bans, "
-                                   "allowlist.")
+    p = command(sub, "explain", summary="say why an address is or is not banned", description="""
+        Say why an address (or prefix) is banned or not: its live ban (reason, time left, origin),
+        its score and the threshold, the filter rules whose events made them, its past bans, and the
+        allowlist entry that covers it, if any. An IPv6 address is scored, and banned, by its /64.""",
+        examples=["adaptive explain 203.0.113.7",
+                  "adaptive explain 2001:db8:1:2::7",
+                  "adaptive explain --json 203.0.113.7 | jq .history"],
+        exits=[(0, "explained (banned or not)"), (1, EXIT_UNREACHABLE), (2, EXIT_USAGE)])
     p.add_argument("address", metavar="ADDR", help="an address (or prefix)")
     p.add_argument("--json", action="store_true", help="the explanation as one JSON object")
     add_client_options(p)
@@ -39,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     target = result.get("target", address)
     ban = result.get("ban")
     if ban:
-        out.write(f"{target} is banned: {ban.get('reason') or 'no reason given'}, "
-                  f"{format_duration(ban.get('left'))} left ({ban.get('origin', '?')})\n")
+        left = ban.get("left")
+        length = "permanent: until unbanned" if left is None else f"{format_duration(left)} left"
+        out.write(f"{target} is banned: {ban.get('reason') or 'no reason given'}, {length} "
+                  f"({ban.get('origin', '?')})\n")
     else:
         out.write(f"{target} is not banned\n")
     if result.get("allowlisted"):
@@ -57,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     out.write(f"past bans: {len(history) or 'none'}\n")
     for h in history:
         length = h.get("duration")
-        out.write(f"  {_when(h.get('start'))}  {format_duration(length) if length is not None else 'forever'}"
+        out.write(f"  {_when(h.get('start'))}  {format_duration(length) if length is not None else 'permanent'}"
                   f"  {h.get('origin', '')}  {h.get('reason') or ''}\n")
     return 0
 

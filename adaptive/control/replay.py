@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import TextIO
 
+from adaptive.control.logfiles import READ_ERRORS, open_log, unreadable
 from adaptive.decisions import Decider, Decision, host_addresses
 from adaptive.filters.batch import CHUNK, chunks
 from adaptive.filters.rules import FilterError, load_directory
@@ -27,11 +27,27 @@ TOP_RULES = 10
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from adaptive.control.cli import add_config_options
-    p = sub.add_parser("replay", help="run logs through filters, scoring and decisions; print the decisions")
+    from adaptive.control.cli import add_config_options, command
+    p = command(sub, "replay", summary="run logs through filters, scoring and decisions; print the decisions",
+                description="""
+        Run logs through the filters, the scoring and the decisions of a configuration, with the logs'
+        own timestamps as the clock and a throwaway state in memory, and print every decision the
+        daemon would have made (time, target, length, reason, score, the rules behind it), then a
+        summary. Nothing is banned or kept: this is how to tune weights, thresholds and ban lengths
+        before going live, or to see what a change would have done. A day of log replays in seconds.
+
+        Give the logs oldest first (mail.log.2.gz, mail.log.1, mail.log): they are scored as one log,
+        in the order given. Logs compressed with gzip, xz or bzip2 are read as they are, known by their
+        first bytes whatever their names; standard input (-) too.""",
+        examples=["adaptive replay /var/log/mail.log.2.gz /var/log/mail.log.1 /var/log/mail.log",
+                  "adaptive replay -c conf/adaptive.toml -c try.toml /var/log/mail.log",
+                  "adaptive replay --json /var/log/mail.log | jq -c 'select(.outcome == \"ban\")'"],
+        exits=[(0, "every file was read"),
+               (1, "a file could not be read (the others were)"),
+               (2, "a usage error, or a configuration or filter error (each named on stderr)")])
     add_config_options(p)
-    p.add_argument("files", nargs="+", metavar="LOGFILE", help="log files, read in the order given; - for "
-                                                               "standard input")
+    p.add_argument("files", nargs="+", metavar="LOGFILE", help="log files, plain or compressed (gzip, xz, "
+                   "bzip2), read in the order given; - for standard input")
     p.add_argument("--json", action="store_true", help="one JSON object per decision instead of text")
     p.add_argument("--no-host-addresses", action="store_true",
                    help="do not protect this host's own addresses, for a log written on another host "
@@ -81,18 +97,20 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     for name in args.files:
         try:
-            with (sys.stdin.buffer if name == "-" else open(name, "rb")) as stream:
+            with open_log(name) as log:
                 # Classic syslog lines carry no year: the file's last write dates its last line.
-                engine = pipeline.engine(None if name == "-" else os.fstat(stream.fileno()).st_mtime)
-                for chunk in chunks(stream, CHUNK):
+                engine = pipeline.engine(log.mtime)
+                for chunk in chunks(log.stream, CHUNK):
                     for _, event in engine.scan(chunk):
                         tally.events += 1
                         for decision in pipeline.feed(event):
                             tally.add(decision)
                             out.write(_json(decision) if args.json else _text(decision))
                 tally.lines += engine.counts.lines
-        except OSError as e:
-            print(f"adaptive: {name}: cannot read: {e.strerror}", file=sys.stderr)
+        except BrokenPipeError:
+            raise           # stdout's reader is gone (`| head`), not the file: `cli.main` ends quietly
+        except READ_ERRORS as e:
+            print(f"adaptive: {name}: cannot read: {unreadable(e)}", file=sys.stderr)
             status = 1
     tally.offences = pipeline.offences
     state.close()

@@ -19,8 +19,28 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from adaptive.control.cli import add_config_options
-    p = sub.add_parser("ruleset", help="print, check (dry run) or apply adaptive's nftables table")
+    from adaptive.control.cli import EXIT_USAGE, add_config_options, command
+    p = command(sub, "ruleset", summary="print, check (dry run), apply or remove adaptive's nftables table",
+                description="""
+        Show or apply adaptive's nftables table (inet adaptive, or [nftables] table), made from the
+        configuration: the ban sets, the allowlist, the rate limits, and whole-host and outbound rules
+        when enabled. adaptive never touches another table.
+
+        --print (the default) needs no kernel: the JSON payload --apply would send, without the live
+        bans, or with --text the same as an `nft -f` script. --check has the kernel validate the whole
+        transaction and keep none of it. --apply replaces the table atomically, every live ban keeping
+        its time left and every counter its value; a table the kernel refuses changes nothing.
+        --remove deletes the table and the bans in it (the state keeps them, for the next start), as
+        the Debian package does when it is removed; a table of that name not made by adaptive is
+        left alone.""",
+        examples=["adaptive ruleset --print --text           # as nft syntax",
+                  "adaptive ruleset --check -c /etc/adaptive/adaptive.toml",
+                  "adaptive ruleset --apply",
+                  "adaptive ruleset --remove      # after systemctl stop adaptive"],
+        exits=[(0, "printed, checked, applied or removed (or there was no table to remove)"),
+               (1, "the kernel refused the table (nothing changed), the table to remove is not "
+                   "adaptive's, or libnftables cannot be used"),
+               (2, EXIT_USAGE)])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--print", dest="mode", action="store_const", const="print",
                       help="print the JSON payload, without live bans (the default)")

@@ -23,8 +23,23 @@ NO_SOURCES = ("no [sources.NAME] section: nothing to follow (the shipped one fol
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from adaptive.control.cli import add_config_options
-    p = sub.add_parser("run", help="run the daemon in the foreground")
+    from adaptive.control.cli import EXIT_USAGE, add_config_options, command
+    p = command(sub, "run", summary="run the daemon in the foreground", description="""
+        Run the daemon in the foreground: follow every [sources.NAME] log, score every client address
+        and ban offenders in the kernel, until SIGTERM or SIGINT. The systemd unit
+        (conf/adaptive.service) runs this; it logs to stderr, which journald captures with levels.
+
+        At start it applies its nftables table (keeping the bans already in it), puts back every live
+        ban of the state database and resumes each log where it stopped. SIGHUP (or `adaptive
+        reload`) reads the configuration and filters again; one with an error is refused and the
+        running one kept. On stop the bans stay in the kernel, which lifts each at its own timeout.""",
+        examples=["adaptive run",
+                  "adaptive run -c /etc/adaptive/adaptive.toml -c /etc/adaptive/local.toml",
+                  "adaptive run -v --dropins ''     # every event logged; no drop-ins"],
+        exits=[(0, "stopped by SIGTERM or SIGINT"),
+               (1, "could not start: nftables refused the table, or the control socket or the metrics "
+                   "address is taken (the reason on stderr)"),
+               (2, EXIT_USAGE)])
     add_config_options(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages too (every event)")
     p.set_defaults(run=run)

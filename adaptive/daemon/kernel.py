@@ -59,6 +59,7 @@ class Enforcer:
         self._helper: ThreadPoolExecutor | None = None
         self._watched_at = 0.0   # time.monotonic() of the last look at the table
         self._reconciled_at = time.monotonic()   # the start has just made kernel and state agree
+        self.compared_at: float | None = None    # clock() of the last comparison of the kernel's bans with the state
         # The kernel's bans, being listed on the helper thread.
         self._reconciling: Future[dict[str, int | None]] | None = None
 
@@ -223,7 +224,7 @@ class Enforcer:
         return Backend(self._reader, self.config)
 
     def _put_right(self, kernel: dict[str, int | None]) -> int:
-        now = self.clock()
+        now = self.compared_at = self.clock()
         fix = []
         for target, end in self.state.live_ends(now).items():
             left = None if end is None else end - now

@@ -10,6 +10,7 @@ The replies are the wire format's (`adaptive.wire`).
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING
 
@@ -104,7 +105,8 @@ def unban(d: Daemon, targets: list[str], everything: bool) -> UnbanReply:
 def bans(d: Daemon) -> list[BanEntry]:
     """The live bans of the state, oldest first."""
     now = d.clock()
-    return [{"target": r.target, "left": None if r.end is None else max(0.0, r.end - now),
+    return [{"target": r.target, "start": r.start, "end": r.end,
+             "left": None if r.end is None else max(0.0, r.end - now),
              "reason": r.reason, "count": r.count, "origin": r.origin}
             for r in sorted(d.state.live_bans(now), key=lambda r: r.start)]
 
@@ -124,10 +126,13 @@ def status(d: Daemon) -> StatusReply:
     in_state = d.state.live_count(d.clock())
     if not d.kernel.reads_kernel:
         kernel = len(d.backend.list()) if d.backend is not None else in_state
+    compared = d.kernel.compared_at
     reply: StatusReply = {
-        "version": __version__, "uptime": d.clock() - d.started, "dry_run": d.config.decisions.dry_run,
+        "version": __version__, "pid": os.getpid(), "uptime": d.clock() - d.started,
+        "dry_run": d.config.decisions.dry_run, "enforce": d.enforce, "table": d.config.nftables.table,
         "sources": sources, "events": d.counts["events"], "decisions": decisions, "bans": kernel,
-        "bans_state": in_state, "repairs": d.counts["repairs"], "tracked": len(d.scorer)}
+        "bans_state": in_state, "repairs": d.counts["repairs"],
+        "compared": None if compared is None else max(0.0, d.clock() - compared), "tracked": len(d.scorer)}
     if d.state.unwritten:
         reply["state_error"] = d.state.write_error
         reply["state_unwritten"] = d.state.unwritten

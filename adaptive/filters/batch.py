@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from itertools import pairwise
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from adaptive.filters.engine import Engine, Part
 from adaptive.filters.prefix import YearGuess
@@ -30,7 +30,13 @@ MIN_PART = 16 << 20     # below this a part is not worth a process
 _job: tuple[Path, list[Filter], float, int] | None = None   # set before the fork, read by workers
 
 
-def chunks(stream: BinaryIO, size: int = CHUNK, limit: int | None = None) -> Iterator[bytes]:
+class Readable(Protocol):
+    """What `chunks` reads: a file, standard input, or a reader that decompresses one (gzip, xz...)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def chunks(stream: Readable, size: int = CHUNK, limit: int | None = None) -> Iterator[bytes]:
     """Chunks of complete lines from a stream (at most `limit` bytes of it); a last line without its
     newline is completed."""
     rest, left = b"", limit
