@@ -101,6 +101,7 @@ def test_install_upgrade_and_purge(name, debs, capsys):
         for path in ("/usr/bin/adaptive", "/etc/adaptive/adaptive.toml", "/etc/adaptive/adaptive.d",
                      "/usr/share/adaptive/filters/postfix.toml", "/usr/share/man/man8/adaptive.8.gz",
                      "/usr/share/bash-completion/completions/adaptive",
+                     "/usr/share/adaptive/prometheus/adaptive.rules.yml",
                      "/etc/systemd/system/multi-user.target.wants/adaptive.service"):
             ok(box, "test", "-e", path)
         unit = ok(box, "cat", "/lib/systemd/system/adaptive.service")

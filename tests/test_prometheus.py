@@ -7,7 +7,9 @@ and an unparsable line; the banned source and an over-limit one connect to two r
 the daemon's host makes an outbound SMTP connection to a non-relay; a manual ban and unban go through
 the CLI. Once every drop counter has moved in Prometheus, and two more scrapes have come, each PromQL
 expression of grafana/adaptive.json (panels and variables) is evaluated through the HTTP API and must
-return a non-empty result. `promtool check metrics` passes the live exposition.
+return a non-empty result. `promtool check metrics` passes the live exposition. The alerting rules
+(conf/prometheus/adaptive.rules.yml) are loaded as the README says: each is evaluated without error,
+and none is raised by this healthy daemon.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 
 from configs import write_local
 from netns import PYTHON, Namespaces, connect, missing, serve, wait_for
+from test_alerts import RULES, alerts
 from test_metrics import dashboard, exprs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +91,7 @@ global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
+rule_files: ["{RULES}"]
 scrape_configs:
   - job_name: adaptive
     static_configs:
@@ -188,6 +192,14 @@ scrape_configs:
             lint = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True)
             assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), lint.stdout + lint.stderr
             assert "192.0.2." not in exposition
+
+            # The alerts, evaluated every second all along: loaded, healthy, and quiet.
+            loaded = {r["name"]: r for g in json.loads(srv.call(fetch, f"http://{PROMETHEUS}/api/v1/rules"))
+                      ["data"]["groups"] for r in g["rules"]}
+            assert set(loaded) == {rule["alert"] for rule in alerts()}
+            unhealthy = {n: (r["health"], r.get("lastError")) for n, r in loaded.items() if r["health"] != "ok"}
+            raised = {n: [a["labels"] for a in r["alerts"]] for n, r in loaded.items() if r["state"] != "inactive"}
+            assert not unhealthy and not raised, (unhealthy, raised)
         finally:
             for p in processes:
                 p.terminate()
