@@ -19,7 +19,7 @@ import logging
 import time
 from bisect import bisect_right
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -254,10 +254,15 @@ class Decider:
             passed.setdefault(target.text, target)
         return Screened(list(passed.values()), refused)
 
-    def record_manual(self, targets: list[Target], duration: int | None, reason: str = MANUAL) -> None:
+    def record_manual(self, targets: list[Target], duration: int | None, reason: str = MANUAL,
+                      earlier: Sequence[tuple[float, float | None]] = ()) -> None:
         """Record the manual bans of targets `screen` passed, alike, in two SQL statements, with one log
         line. No `Decision` is made: a manual ban has no score, rules or user to carry, and making
-        100,000 of them was a fifth of an import's time."""
+        100,000 of them was a fifth of an import's time.
+
+        `earlier`: (time, duration or None) of bans the targets had before, under another blocker (an
+        import from fail2ban); recorded in their history, no later than now, they count toward the next
+        ban's length as adaptive's own do."""
         if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)
                                      or duration < 1):
             raise ValueError(f"{duration!r} is not a number of seconds of at least 1")
@@ -265,7 +270,8 @@ class Decider:
         profile = self.profile(reason)
         end = None if duration is None else at + duration
         self.state.record_bans_alike([t.text for t in targets], at, end, reason, Origin.MANUAL.value,
-                                     Outcome.BAN.value, at - profile.lookback if profile.lookback else None)
+                                     Outcome.BAN.value, at - profile.lookback if profile.lookback else None,
+                                     [(min(when, at), length) for when, length in earlier])
         add = self._covering.add_int
         for version, first, length, _ in targets:
             add(version, length, first, end)

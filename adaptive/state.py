@@ -217,13 +217,17 @@ class State:
         return len(rows)
 
     def record_bans_alike(self, targets: list[str], start: float, end: float | None, reason: str,
-                          origin: str, outcome: str = "ban", counted_since: float | None = None) -> int:
+                          origin: str, outcome: str = "ban", counted_since: float | None = None,
+                          earlier: Sequence[tuple[float, float | None]] = ()) -> int:
         """Record bans that differ only in their target (an imported blocklist), in one transaction.
 
         Each row's `count` is the target's bans at or after `counted_since`, this one included (1 when
         None). Two statements that build their rows in SQLite from one JSON array: 100,000 bans in a
         quarter of a second, half what `record_bans` takes for them (its tuples, and a history count per
         target asked from Python, are most of its time). `targets` must not repeat.
+
+        `earlier` (time, duration or None) are bans each target had before this one, elsewhere (another
+        blocker's, imported): they join the history first, so they count as its earlier bans do.
         """
         if not targets:
             return 0
@@ -232,6 +236,11 @@ class State:
         count = ("(SELECT count(*) FROM ban_history h WHERE h.target = j.value AND h.time >= ?)"
                  if counted_since is not None else "?")
         with self.transaction():
+            if earlier:
+                self._write("INSERT INTO ban_history (target, time, duration, reason, origin, outcome) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            [(target, when, length, reason, origin, outcome)
+                             for target in targets for when, length in earlier], many=True)
             self._write("INSERT INTO ban_history (target, time, duration, reason, origin, outcome) "
                              "SELECT value, ?, ?, ?, ?, ? FROM json_each(?)",
                              (start, duration, reason, origin, outcome, listed))

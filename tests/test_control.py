@@ -51,9 +51,9 @@ class FakeHandler:
         if self.fail is not None:
             raise self.fail
 
-    def ban(self, targets, duration, reason, force):
+    def ban(self, targets, duration, reason, force, earlier):
         targets = [t.text for t in targets]    # read by the socket: a handler gets them taken apart
-        self._record("ban", targets, duration, reason, force)
+        self._record("ban", targets, duration, reason, force, *([earlier] if earlier else []))
         banned, refused = [], []
         for t in targets:
             # (the string test first: a 100,000-entry batch would otherwise time the fake)
@@ -176,6 +176,14 @@ def test_each_op_round_trips_with_clean_arguments(server, handler):
         ("list",), ("status",), ("explain", "192.0.2.7"), ("reload",)]
 
 
+def test_a_ban_carries_the_earlier_bans_an_import_brings(server, handler):
+    with Client(server.path) as client:
+        client.request("ban", targets=["192.0.2.7"], duration=600, reason="imported from fail2ban jail dovecot",
+                       earlier=[[1796000000, 600], [1796100000.5, None]])
+    assert handler.calls == [("ban", ["192.0.2.7"], 600, "imported from fail2ban jail dovecot", False,
+                              [(1796000000.0, 600.0), (1796100000.5, None)])]
+
+
 def test_loopback_and_non_addresses_never_reach_the_handler(server, handler):
     with Client(server.path) as client:
         result = client.request("ban", targets=["127.0.0.1", "::ffff:127.0.0.2", "::1", "0.0.0.0/0", "nope",
@@ -214,6 +222,9 @@ GARBAGE = [
     (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "force": "yes"}}\n', "force must be true or false"),
     (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "reason": 5}}\n', "reason must be a string"),
     (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "when": 5}}\n', "ban takes no argument 'when'"),
+    (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "earlier": [5]}}\n', "earlier must be a list"),
+    (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "earlier": [[-1, 60]]}}\n', "earlier must be a list"),
+    (b'{"op": "ban", "args": {"targets": ["192.0.2.7"], "earlier": [[5, "1h"]]}}\n', "earlier must be a list"),
     (b'{"op": "unban", "args": {}}\n', "unban needs targets, or all, but not both"),
     (b'{"op": "unban", "args": {"targets": ["192.0.2.7"], "all": true}}\n', "but not both"),
     (b'{"op": "unban", "args": {"targets": ["x"]}}\n', "'x' is not an IP address or prefix"),

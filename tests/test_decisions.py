@@ -343,6 +343,16 @@ def test_a_batch_is_recorded_alike_and_covers_its_targets():
         d.record_manual(d.screen(["192.0.2.77"]).passed, 0)
 
 
+def test_earlier_bans_of_a_batch_lengthen_the_next_automatic_ban():
+    d = decider(clock=lambda: T0, ban_base=600, ban_multiplier=2, ban_max=86400, lookback=86400)
+    d.record_manual(d.screen(["203.0.113.9"]).passed, 60, reason="imported",
+                    earlier=[(T0 - 7200, 600.0), (T0 + 999, 1200.0)])    # a time to come is taken as now
+    assert d.state.ban("203.0.113.9").count == 3
+    assert [h["start"] for h in d.state.history("203.0.113.9")] == [T0, T0, T0 - 7200]
+    ban = only(d.decide(offence(T0 + 120, "203.0.113.9")))             # the imported ban has ended
+    assert (ban.n, ban.duration) == (4, 600 * 2 ** 3)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(
     st.integers(0, 255).map(lambda i: f"192.0.2.{i}"), st.integers(0, 15).map(lambda i: f"198.51.100.{i}"),

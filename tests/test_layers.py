@@ -35,8 +35,9 @@ RULES: dict[str, set[str]] = {
     "pipeline": SHARED | {"config", "filters", "scoring", "decisions", "state"},
     "daemon": SHARED | {"config", "wire", "notify", "sources", "filters", "scoring", "decisions", "state", "nftables",
                         "metrics", "pipeline"},
+    "migrate": SHARED | {"config"},
     "control": SHARED | {"config", "wire", "notify", "sources", "filters", "scoring", "decisions", "state",
-                         "nftables", "metrics", "pipeline"},
+                         "nftables", "metrics", "pipeline", "migrate"},
     "__main__": {"control"},
 }
 # Modules allowed more than their part: `adaptive run` is the one command that starts the daemon.

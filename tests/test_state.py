@@ -297,6 +297,18 @@ def test_bans_alike_are_recorded_with_their_history_and_counts(path):
         assert state.ban_count("192.0.2.1", 0) == 3
 
 
+def test_earlier_bans_join_the_history_before_the_ban_and_count(path):
+    with State(path) as state:
+        state.record_bans_alike(["192.0.2.1", "192.0.2.2"], T0, T0 + 600, "imported", "manual",
+                                counted_since=T0 - 1000, earlier=[(T0 - 500, 300.0), (T0 - 5000, None)])
+        assert [r.count for r in state.bans()] == [2, 2]     # the one before the look-back does not count
+        assert state.history("192.0.2.2") == [
+            {"start": T0, "duration": 600.0, "reason": "imported", "origin": "manual", "outcome": "ban"},
+            {"start": T0 - 500, "duration": 300.0, "reason": "imported", "origin": "manual", "outcome": "ban"},
+            {"start": T0 - 5000, "duration": None, "reason": "imported", "origin": "manual", "outcome": "ban"}]
+        assert state.ban_count("192.0.2.1", 0) == 3
+
+
 def test_live_ends_are_the_live_bans_targets_and_ends(path):
     with State(path) as state:
         state.record_bans([record("192.0.2.1", end=T0 + 10), record("192.0.2.2", end=None),

@@ -21,7 +21,7 @@ from adaptive.filters.rules import FilterError
 
 # Subcommand modules under adaptive.control, in the order `adaptive --help` lists them.
 COMMANDS = ["run", "check", "replay", "check_config", "ruleset",
-            "ban", "unban", "list_", "status", "explain", "reload"]
+            "ban", "unban", "list_", "status", "explain", "reload", "import_"]
 
 
 DESCRIPTION = """\

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING
 
@@ -34,10 +35,12 @@ if TYPE_CHECKING:
     from adaptive.daemon.loop import Daemon
 
 
-def ban(d: Daemon, targets: list[Target], duration: float | None, reason: str, force: bool) -> BanReply:
+def ban(d: Daemon, targets: list[Target], duration: float | None, reason: str, force: bool,
+        earlier: Sequence[tuple[float, float | None]] = ()) -> BanReply:
     """Ban `targets` (each read and checked by the server) for `duration` seconds (inf: until unbanned;
     None: the reason's configured length). The decider screens them (allowlist, own addresses; `force`
-    lets a covering ban through); a prefix needs a ban set of its length."""
+    lets a covering ban through); a prefix needs a ban set of its length. `earlier` bans, another
+    blocker's, join each target's history."""
     seconds: int | None
     if duration is None:
         seconds = d.decider.profile(reason).duration(1)
@@ -64,7 +67,7 @@ def ban(d: Daemon, targets: list[Target], duration: float | None, reason: str, f
         # connection stays on this thread). Together, a third quicker than one after the other.
         kernel = d.kernel.helper().submit(d.kernel.change, "ban", lambda: backend.ban_targets(banned, seconds))
     try:
-        d.decider.record_manual(banned, seconds, reason)
+        d.decider.record_manual(banned, seconds, reason, earlier)
     finally:
         if kernel is not None:
             wait([kernel])
@@ -175,8 +178,9 @@ class Operations:
     def __init__(self, daemon: Daemon):
         self.daemon = daemon
 
-    def ban(self, targets: list[Target], duration: float | None, reason: str | None, force: bool) -> BanReply:
-        return self.daemon.call(lambda: ban(self.daemon, targets, duration, reason or "manual", force))
+    def ban(self, targets: list[Target], duration: float | None, reason: str | None, force: bool,
+            earlier: list[tuple[float, float | None]]) -> BanReply:
+        return self.daemon.call(lambda: ban(self.daemon, targets, duration, reason or "manual", force, earlier))
 
     def unban(self, targets: list[str], all: bool) -> UnbanReply:
         return self.daemon.call(lambda: unban(self.daemon, targets, all))

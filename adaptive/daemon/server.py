@@ -3,7 +3,8 @@
 A Unix stream socket speaking newline-delimited JSON, one reply line per request line:
 
     → {"op": "ban", "args": {"targets": ["192.0.2.7"], "duration": 14400}, "id": 1}
-      ("duration": "permanent" bans until unbanned; null, or none, for the configured length)
+      ("duration": "permanent" bans until unbanned; null, or none, for the configured length;
+      "earlier": [[time, seconds or null], ...], bans the targets had under another blocker, for history)
     ← {"ok": true, "result": {"banned": ["192.0.2.7"], "refused": []}, "id": 1}
     ← {"ok": false, "code": "usage", "error": "unknown op 'bna'", "id": 1}
 
@@ -57,6 +58,7 @@ REQUEST_TIMEOUT = 30.0            # seconds from a request's first byte to its n
 IDLE_TIMEOUT = 300.0              # seconds a connection may wait between requests
 MAX_CONNECTIONS = 32              # admins, scripts and the odd monitoring probe; never many
 MAX_REASON = 1024                 # characters in a ban's reason
+MAX_EARLIER = 1000                # earlier bans one ban request may carry (an import's history)
 
 
 class ControlSocketError(Exception):
@@ -70,10 +72,13 @@ class ControlHandler(Protocol):
     Raise `ControlError` to answer with a reason; any other exception is logged and answered `failed`.
     """
 
-    def ban(self, targets: list[Target], duration: float | None, reason: str | None, force: bool) -> BanReply:
+    def ban(self, targets: list[Target], duration: float | None, reason: str | None, force: bool,
+            earlier: list[tuple[float, float | None]]) -> BanReply:
         """Ban each target (read, never loopback, no duplicates) for `duration` seconds (None:
         the configured length; `math.inf`: until unbanned), as a manual ban with `reason` (None:
-        "manual"). Refuse an allowlisted target unless `force`. "duration" in the reply if it knows."""
+        "manual"). Refuse an allowlisted target unless `force`. "duration" in the reply if it knows.
+        `earlier`: (time, seconds or None) of bans each target had before, elsewhere (an import from
+        fail2ban), to record in its history."""
         ...
 
     def unban(self, targets: list[str], all: bool) -> UnbanReply:
@@ -140,6 +145,7 @@ def _ban(handler: ControlHandler, args: Json) -> BanReply:
     if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
         raise _Usage(f"reason must be a string of at most {MAX_REASON} characters, or null")
     force = _flag(args, "force")
+    earlier = _earlier(args.get("earlier", []))
     # Read once here: the handler gets each target taken apart, and never reads it again.
     clean: dict[str, Target] = {}
     refused: list[Refusal] = []
@@ -153,8 +159,21 @@ def _ban(handler: ControlHandler, args: Json) -> BanReply:
             refused.append({"target": target.text, "reason": NEVER_LOOPBACK})
         else:
             clean.setdefault(target.text, target)
-    result: BanReply = handler.ban(list(clean.values()), duration, reason, force) if clean else {"banned": []}
+    result: BanReply = handler.ban(list(clean.values()), duration, reason, force, earlier) if clean \
+        else {"banned": []}
     return {**result, "refused": refused + list(result.get("refused", []))}
+
+
+def _earlier(value: Any) -> list[tuple[float, float | None]]:
+    """`[[time, seconds or null], ...]`: times since the epoch and lengths, none negative."""
+    def number(item: Any) -> bool:
+        return isinstance(item, (int, float)) and not isinstance(item, bool) and math.isfinite(item) and item >= 0
+
+    if not isinstance(value, list) or len(value) > MAX_EARLIER or not all(
+            isinstance(pair, list) and len(pair) == 2 and number(pair[0]) and (pair[1] is None or number(pair[1]))
+            for pair in value):
+        raise _Usage(f"earlier must be a list of at most {MAX_EARLIER} [time, seconds or null] pairs")
+    return [(float(when), None if length is None else float(length)) for when, length in value]
 
 
 def _unban(handler: ControlHandler, args: Json) -> UnbanReply:
@@ -180,7 +199,7 @@ class _Op:
 
 
 OPS: dict[str, _Op] = {
-    "ban": _Op(_ban, frozenset({"targets", "duration", "reason", "force"}), True),
+    "ban": _Op(_ban, frozenset({"targets", "duration", "reason", "force", "earlier"}), True),
     "unban": _Op(_unban, frozenset({"targets", "all"}), True),
     "list": _Op(lambda h, a: h.list(), frozenset(), False),
     "status": _Op(lambda h, a: h.status(), frozenset(), False),
