@@ -11,6 +11,7 @@ MARKS: dict[str, tuple[str, ...]] = {
     "test_nftables_kernel": ("kernel",),
     "test_control": ("kernel",),
     "test_metrics": ("kernel",),
+    "test_import_fail2ban": ("servers",),
     "test_daemon": ("kernel", "e2e"),
     "test_prometheus": ("kernel", "servers", "e2e"),
     "test_e2e": ("kernel", "servers", "e2e"),
