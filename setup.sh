@@ -14,13 +14,15 @@ mode=${1:-run}
 
 # The daemon's libraries are Debian's, the ones its package depends on: the venv (which sees them
 # through --system-site-packages) and the tests run what an installed adaptive runs.
-RUNTIME="nftables python3-nftables python3-regex python3-watchdog python3-prometheus-client
+RUNTIME="nftables python3-nftables python3-regex python3-watchdog python3-prometheus-client python3-systemd
          python3-venv iproute2 ca-certificates"
 BUILD="debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools"
 # Servers (and their Debian packages' units, masked below), tools of the tests and benchmarks.
 SERVERS="postfix dovecot-core dovecot-imapd dovecot-pop3d prometheus fail2ban"
-TESTS="openssl debootstrap bash-completion $BUILD"
-UNITS="postfix.service dovecot.service dovecot.socket prometheus.service fail2ban.service"
+# systemd-journal-remote writes the real journal files the journal source is tested on.
+TESTS="openssl debootstrap bash-completion systemd-journal-remote $BUILD"
+UNITS="postfix.service dovecot.service dovecot.socket prometheus.service fail2ban.service
+       systemd-journal-remote.socket systemd-journal-remote.service systemd-journal-upload.service"
 
 case $mode in
     run) packages=$RUNTIME ;;
@@ -73,5 +75,5 @@ if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
     touch "$stamp"
 fi
-.venv/bin/python -c 'import nftables, regex, watchdog, prometheus_client' \
+.venv/bin/python -c 'import nftables, regex, watchdog, prometheus_client, systemd.journal' \
     || { echo "setup: the venv cannot import its dependencies" >&2; exit 1; }

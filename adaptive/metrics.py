@@ -149,7 +149,8 @@ class SourceFigures:
     unparsable: int = 0
     ignored: Mapping[tuple[str, str], int] = field(default_factory=dict)        # (filter, ignore) -> lines
     events: Mapping[tuple[str, str, str], int] = field(default_factory=dict)    # (filter, rule, kind) -> events
-    lag: int | None = None          # bytes written to the log and not read yet; None if unknown
+    lag: int | None = None          # what is in the log and not read yet, in lag_unit; None if unknown
+    lag_unit: str = "bytes"         # "bytes" (a file), "seconds" (the journal)
     failing: bool = False           # the source cannot be read now (`FileSource.error`)
 
 
@@ -191,6 +192,8 @@ class _Source(Protocol):
 
     @property
     def error(self) -> str | None: ...
+
+    lag_unit: str
 
     def lag(self) -> int | None: ...
 
@@ -238,7 +241,8 @@ class Census:
             if known is not None and known is not f.engine:
                 carried.update(_flat(known.counts))
             self._engines[name] = f.engine
-            sources[name] = _figures(carried + _flat(f.engine.counts), f.source.lag(), f.source.error is not None)
+            sources[name] = _figures(carried + _flat(f.engine.counts), f.source.lag(), f.source.lag_unit,
+                                     f.source.error is not None)
         if self._scorer is not None and self._scorer is not scorer:
             self._evicted += self._scorer.evictions
         self._scorer = scorer
@@ -252,14 +256,14 @@ def _flat(c: _Counts) -> Counter[tuple[str, ...]]:
     return flat
 
 
-def _figures(flat: Counter[tuple[str, ...]], lag: int | None, failing: bool) -> SourceFigures:
+def _figures(flat: Counter[tuple[str, ...]], lag: int | None, lag_unit: str, failing: bool) -> SourceFigures:
     ignored, events = {}, {}
     for key, n in flat.items():
         if key[0] == "ignored":
             ignored[key[1], key[2]] = n
         elif key[0] == "events":
             events[key[1], key[2], str(key[3])] = n
-    return SourceFigures(flat[("lines",)], flat[("unparsable",)], ignored, events, lag, failing)
+    return SourceFigures(flat[("lines",)], flat[("unparsable",)], ignored, events, lag, lag_unit, failing)
 
 
 class Cached(Generic[T]):
@@ -570,7 +574,9 @@ def census_families(s: Snapshot) -> Iterator[Metric]:
     events = CounterMetricFamily("adaptive_events", "Events, per source, filter, rule and kind.",
                                  labels=["source", "filter", "rule", "kind"])
     behind = GaugeMetricFamily("adaptive_source_lag_bytes", "Bytes written to the log and not read yet, "
-                               "per source.", labels=["source"])
+                               "per source (a file).", labels=["source"])
+    behind_seconds = GaugeMetricFamily("adaptive_source_lag_seconds", "Seconds between the newest entry and "
+                                       "the last one read, per source (the journal).", labels=["source"])
     failing = GaugeMetricFamily("adaptive_source_failing", "1 while the source cannot be read "
                                 "(see the daemon's log), per source.", labels=["source"])
     for name, f in s.sources.items():
@@ -581,9 +587,9 @@ def census_families(s: Snapshot) -> Iterator[Metric]:
         for (flt, rule, kind), n in sorted(f.events.items()):
             events.add_metric([name, flt, rule, kind], n)
         if f.lag is not None:
-            behind.add_metric([name], f.lag)
+            (behind_seconds if f.lag_unit == "seconds" else behind).add_metric([name], f.lag)
         failing.add_metric([name], int(f.failing))
-    yield from (lines, unparsable, ignored, events, behind, failing)
+    yield from (lines, unparsable, ignored, events, behind, behind_seconds, failing)
     yield GaugeMetricFamily("adaptive_scoring_sources", "Source addresses (IPv6: prefixes) the scorer "
                             "holds a score for.", value=s.tracked)
     yield CounterMetricFamily("adaptive_scoring_evictions", "Sources dropped to keep the scorer within "

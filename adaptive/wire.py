@@ -53,8 +53,10 @@ class BanEntry(TypedDict):
 class SourceStatus(TypedDict):
     name: str
     path: str
-    position: int | None         # bytes of complete lines read; None while nothing is open
-    lag: int | None              # what is there that was not read yet
+    position: int | None         # bytes of complete lines read (the journal: the last entry's time, µs); None
+                                 # while nothing is open
+    lag: int | None              # what is there that was not read yet, in lag_unit
+    lag_unit: str                # "bytes" (a file), "seconds" (the journal)
     lines: int
     error: str | None
 

@@ -14,6 +14,7 @@ def write_local(tmp_path: Path, *, start: str = "beginning", listen: str = "", e
 [sources.mail]
 path = "{tmp_path / 'mail.log'}"
 start = "{start}"
+fallback = ""
 [state]
 path = "{state or tmp_path / 'state.db'}"
 [control]

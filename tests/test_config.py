@@ -226,7 +226,7 @@ def test_turning_off_the_only_source_leaves_nothing_to_follow(tmp_path):
 
 def test_check_config_ready_wants_a_log_to_read(tmp_path):
     log = tmp_path / "mail.log"
-    local = write(tmp_path, "local.toml", f'[sources.mail]\npath = "{log}"\n[metrics]\nlisten = ""\n')
+    local = write(tmp_path, "local.toml", f'[sources.mail]\npath = "{log}"\nfallback = ""\n[metrics]\nlisten = ""\n')
     waiting = adaptive("check-config", "--ready", "-c", str(SHIPPED), "-c", str(local), "--dropins", "")
     assert waiting.returncode == 1 and f"no source has a log to read yet ({log} missing)" in waiting.stderr, waiting
     assert adaptive("check-config", "-c", str(SHIPPED), "-c", str(local), "--dropins", "").returncode == 0

@@ -269,15 +269,20 @@ def test_a_jail_local_overrides_jail_conf_and_disabled_jails_stay_out(tmp_path):
 
 
 @needs_fail2ban_files
-def test_a_journal_jail_gets_a_hint_not_a_source(tmp_path):
-    directory = jail_dir(tmp_path, "[dovecot]\nenabled = true\nbackend = systemd\n")
+def test_journal_jails_get_one_journal_source_with_their_matches_ored(tmp_path):
+    directory = jail_dir(tmp_path, "[dovecot]\nenabled = true\nbackend = systemd\n"
+                                   "journalmatch = _SYSTEMD_UNIT=dovecot.service + _COMM=dovecot\n"
+                                   "[postfix]\nenabled = true\nbackend = systemd\n"
+                                   "journalmatch = _SYSTEMD_UNIT=postfix@-.service bogus\n")
     made = dropin.translate(jails.read(directory), resolver=HOSTS)
-    assert made.sources == {}
-    assert "Jail dovecot reads the systemd journal (jail.local [dovecot] backend = systemd)" in prose(made.text)
-    assert "# [sources.journal-dovecot]" in made.text
+    assert made.sources == {"journal": "journal"}
+    assert "The systemd journal, read by jails postfix, dovecot" in prose(made.text)   # jail.conf's order
+    assert "Left out, not journal matches adaptive takes (FIELD=value, FIELD in upper case): bogus" in prose(made.text)
     path = tmp_path / "d.toml"
     path.write_text(made.text)
-    assert config.load([SHIPPED, path], dropins=None).sources["mail"].path == Path("/var/log/mail.log")
+    loaded = config.load([SHIPPED, path], dropins=None).sources["journal"]
+    assert (loaded.type, loaded.match) == ("journal", ("_SYSTEMD_UNIT=postfix@-.service",
+                                                       "_SYSTEMD_UNIT=dovecot.service", "_COMM=dovecot"))
 
 
 @needs_fail2ban_files

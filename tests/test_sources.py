@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from adaptive.sources import Chunk, FileSource, Position, Watch, fingerprint
+from adaptive.sources import Chunk, FileSource, JournalSource, Position, Watch, fingerprint
 from adaptive.sources import file as file_module
 from adaptive.state import State
 from watchdog.events import FileModifiedEvent, FileSystemEvent
@@ -658,7 +658,20 @@ def test_every_type_the_configuration_accepts_opens_a_source_and_no_other(tmp_pa
     assert isinstance(source, FileSource) and source.where == str(tmp_path / "mail.log")
     assert source.max_chunk == 4096 and source.watched() == (tmp_path / "mail.log",)
     with pytest.raises(config.ConfigError, match=r"sources\.mail\.type"):
+        config.build({"sources": {"mail": {"type": "pipe", "path": str(tmp_path / "mail.log")}}}, {})
+    with pytest.raises(config.ConfigError, match=r"sources\.mail\.path: not a key of a source of type 'journal'"):
         config.build({"sources": {"mail": {"type": "journal", "path": str(tmp_path / "mail.log")}}}, {})
+    with pytest.raises(config.ConfigError, match=r"sources\.mail\.match = \['postfix'\]: 'postfix' is not a journal"):
+        config.build({"sources": {"mail": {"type": "journal", "match": ["postfix"]}}}, {})
+    with pytest.raises(config.ConfigError, match=r"sources\.mail\.path is required"):
+        config.build({"sources": {"mail": {"type": "file"}}}, {})
+    with pytest.raises(config.ConfigError, match=r"sources\.b reads the same journal entries as sources\.a"):
+        config.build({"sources": {"a": {"type": "journal"}, "b": {"type": "journal", "start": "beginning"}}}, {})
+    built = config.build({"sources": {"j": {"type": "journal", "directory": str(tmp_path)}}}, {})
+    source = open_source("j", built.sources["j"], store, max_chunk=4096)
+    assert isinstance(source, JournalSource) and source.where.startswith(f"journal {tmp_path} (")
+    assert source.max_chunk == 4096 and source.watched() == () and source.lag_unit == "seconds"
+    source.close()
 
 
 def test_reread_gives_the_committed_lines_between_two_positions_and_nothing_across_a_rotation(log, store):

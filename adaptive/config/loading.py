@@ -115,7 +115,7 @@ def build(tree: dict[str, Any], origin: dict[str, Path], files: tuple[Path, ...]
                 if src.get("enabled", True) is False:     # off: its other keys need not be complete
                     continue
                 built = _section(SourceConfig, src, origin, f"sources.{src_name}", problems)
-                if built is not None:
+                if built is not None and _source_complete(built, src, origin, f"sources.{src_name}", problems):
                     sources[src_name] = built
             sections[name] = sources
         else:
@@ -131,16 +131,39 @@ def build(tree: dict[str, Any], origin: dict[str, Path], files: tuple[Path, ...]
     return config
 
 
+_FILE_KEYS = ("path", "follow_symlinks", "owners", "fallback")
+_JOURNAL_KEYS = ("directory", "match")
+
+
+def _source_complete(source: SourceConfig, raw: dict[str, Any], origin: dict[str, Path], prefix: str,
+                     problems: list[str]) -> bool:
+    """A file source names its path; no source sets the other type's keys (they would do nothing)."""
+    before = len(problems)
+    if source.type == "file" and source.path is None:
+        problems.append(_where(origin, prefix, f"{prefix}.path is required"))
+    # A file source's fallback reads the journal its `directory` and `match` say.
+    other = () if source.fallback else _JOURNAL_KEYS if source.type == "file" else _FILE_KEYS
+    for key in other:
+        if key in raw:
+            problems.append(_where(origin, f"{prefix}.{key}", f"{prefix}.{key}: not a key of a source of type "
+                                   f"{source.type!r}"))
+    return len(problems) == before
+
+
 def _sources_apart(config: Config, origin: dict[str, Path]) -> list[str]:
-    """Two sources on one file would read every line twice: three failures would count as six."""
+    """Two sources on one file (or on one journal with the same matches) would read every line twice:
+    three failures would count as six."""
     seen: dict[str, str] = {}
     problems = []
     for name, source in config.sources.items():
-        real = os.path.realpath(source.path)
+        if source.path is not None:
+            real, what = os.path.realpath(source.path), f".path = {str(source.path)!r}: the same file"
+        else:
+            real = f"journal {os.path.realpath(source.directory) if source.directory else ''} {sorted(source.match)}"
+            what = " reads the same journal entries"
         if real in seen:
-            problems.append(_where(origin, f"sources.{name}", f"sources.{name}.path = {str(source.path)!r}: the "
-                                   f"same file as sources.{seen[real]}; each file is followed once (one "
-                                   f"source reads every filter)"))
+            problems.append(_where(origin, f"sources.{name}", f"sources.{name}{what} as sources.{seen[real]}; "
+                                   "each log is followed once (one source reads every filter)"))
         else:
             seen[real] = name
     return problems
@@ -180,7 +203,7 @@ def _section(cls: type, values: dict[str, Any], origin: dict[str, Path], prefix:
         except ValueError as e:
             problems.append(_where(origin, dotted, f"{dotted} = {_show(raw)}: {e}"))
     for name, f in known.items():
-        if name not in kwargs and f.default is None and f.metadata["check"] is _path:
+        if name not in kwargs and f.default is None and f.metadata["check"] is _path and cls is not SourceConfig:
             problems.append(_where(origin, prefix, f"{prefix}.{name} is required"))
     if len(problems) > before:
         return None

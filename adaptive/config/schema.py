@@ -29,7 +29,7 @@ from adaptive.vocabulary import REASONS
 
 # The kinds of source a `[sources.NAME]` section may name in `type`; `adaptive.sources` registers one
 # source for each (a test checks that they agree).
-SOURCE_TYPES = ("file",)
+SOURCE_TYPES = ("file", "journal")
 # The filters shipped with adaptive: package data (adaptive/filters/shipped/*.toml), so a checkout, a
 # wheel and an editable install all find them. The Debian package keeps them in /usr/share/adaptive/filters
 # and links that directory here. Not a zip import: the engine reads them as files.
@@ -254,6 +254,31 @@ def _users(value: list[str]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(uids))
 
 
+def journal_match(value: str) -> str:
+    """A journal match `FIELD=value`, as journalctl takes one: FIELD in upper case letters, digits and
+    underscores, not beginning with a digit."""
+    name, sep, _ = value.partition("=")
+    if not sep or not name or name[0].isdigit() \
+            or not all(c.isascii() and (c.isupper() or c.isdigit() or c == "_") for c in name):
+        raise ValueError(f"{value!r} is not a journal match FIELD=value (FIELD in upper case, as in "
+                         "_SYSTEMD_UNIT=postfix@-.service)")
+    return value
+
+
+def _journal_directory(value: str) -> str:
+    if value and not value.startswith("/"):
+        raise ValueError("expected an absolute path, or \"\" for this host's journal")
+    return value
+
+
+def _matches(value: list[str]) -> tuple[str, ...]:
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not a string")
+        journal_match(item)
+    return tuple(value)
+
+
 def _known_users(*names: str) -> tuple[int, ...]:
     found = []
     for name in names:
@@ -271,7 +296,16 @@ class SourceConfig:
     """One log to follow; the section name (`[sources.NAME]`) names it in metrics and status."""
     # What kind of log: each type is opened by the source registered for it (`adaptive.sources`).
     type: str = _checked("file", _one_of(*SOURCE_TYPES))
-    path: Path = _checked(None, _path)
+    # type "file": the file to follow (required).
+    path: Path | None = _checked(None, _path)
+    # type "journal": "" reads this host's journal, else the journal files of a directory (another
+    # host's, a container's); `match` says which entries, ORed ([] = Postfix's and Dovecot's units and
+    # the mail facility).
+    directory: str = _checked("", _journal_directory)
+    match: tuple[str, ...] = _checked((), _matches)
+    # type "file": when the file does not exist as the daemon starts, "journal" reads the journal
+    # `directory` and `match` say instead (a host without rsyslog); "" waits for the file.
+    fallback: str = _checked("", _one_of("", "journal"))
     # Where to begin when no position was saved: "end" skips history, "beginning" reads it.
     start: str = _checked("end", _one_of("end", "beginning"))
     # A symbolic link at the path (or a rotated name) is refused unless true: whoever may write the

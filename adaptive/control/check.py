@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import TextIO
 
 from adaptive.config import SHIPPED_FILTERS
-from adaptive.control.logfiles import READ_ERRORS, Log, open_log, unreadable
+from adaptive.control.logfiles import (
+    READ_ERRORS,
+    Journal,
+    Log,
+    add_journal_options,
+    journal_name,
+    logs_asked,
+    open_journal,
+    open_log,
+    unreadable,
+)
 from adaptive.events import Event
 from adaptive.filters.batch import CHUNK, chunks, count_file
 from adaptive.filters.engine import Engine
@@ -36,32 +46,36 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         not know). --json prints one object per event instead, one a line, for scripts and jq.
 
         Rotated logs compressed with gzip, xz or bzip2 (mail.log.2.gz) are read as they are, known by
-        their first bytes whatever their names; standard input (-) too.""",
-        examples=["adaptive check /var/log/mail.log",
-                  "adaptive check --json /var/log/mail.log | jq -r .ip | sort | uniq -c",
-                  "adaptive check /var/log/mail.log.2.gz /var/log/mail.log.1",
-                  "journalctl -u postfix -u dovecot -o short-iso | adaptive check -"],
+        their first bytes whatever their names; standard input (-) too. --journal reads the systemd
+        journal as the daemon's journal source does (its matching entries, as syslog lines), after
+        the files if files are given.""",
+        examples=["adaptive check /var/log/mail.log /var/log/mail.log.2.gz",
+                  "adaptive check --journal --since 1d",
+                  "adaptive check --journal --match _SYSTEMD_UNIT=dovecot.service --since 1h",
+                  "adaptive check --json /var/log/mail.log | jq -r .ip | sort | uniq -c"],
         exits=[(0, "every file was read"),
                (1, "a file could not be read (the others were)"),
                (2, "a usage error, or a filter file with an error (each named on stderr)")])
-    p.add_argument("files", nargs="+", metavar="FILE",
+    p.add_argument("files", nargs="*", metavar="FILE",
                    help="log files, plain or compressed (gzip, xz, bzip2); - for standard input")
+    add_journal_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object per event instead of a summary")
     p.add_argument("--filters", type=Path, default=SHIPPED_FILTERS, metavar="DIR",
                    help="directory of filter files (default: the shipped ones)")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
+    logs = logs_asked(args)
     filters = load_directory(args.filters)
     out = sys.stdout
     status = 0
-    for name in args.files:
+    for name in logs:
         started = time.perf_counter()
         try:
-            with open_log(name) as log:
-                if log.compression is None and log.mtime is not None and not args.json \
-                        and os.path.isfile(name):
+            with open_journal(args) if isinstance(name, Journal) else open_log(name) as log:
+                if isinstance(name, str) and log.compression is None and log.mtime is not None \
+                        and not args.json and os.path.isfile(name):
                     # The summary of a whole plain file: every core reads a part of it.
                     engine = count_file(Path(name), filters, log.mtime)
                 else:
@@ -69,11 +83,12 @@ def run(args: argparse.Namespace) -> int:
         except BrokenPipeError:
             raise           # stdout's reader is gone (`| head`), not the file: `cli.main` ends quietly
         except READ_ERRORS as e:
-            print(f"adaptive: {name}: cannot read: {unreadable(e)}", file=sys.stderr)
+            shown = journal_name(args) if isinstance(name, Journal) else name
+            print(f"adaptive: {shown}: cannot read: {unreadable(e)}", file=sys.stderr)
             status = 1
             continue
         if not args.json:
-            summary(name, engine, time.perf_counter() - started, out)
+            summary(log.name, engine, time.perf_counter() - started, out)
     return status
 
 

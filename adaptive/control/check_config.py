@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adaptive.config import SourceConfig
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     files = ", ".join(str(f) for f in config.files)
     if args.ready and not any(_present(source) for source in config.sources.values()):
-        where = ", ".join(str(s.path) for s in config.sources.values())
+        where = ", ".join(str(s.path or s.directory) for s in config.sources.values())
         print(f"adaptive: configuration ok ({files}) but no source has a log to read yet ({where} missing)",
               file=sys.stderr)
         return 1
@@ -64,8 +65,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _present(source: SourceConfig) -> bool:
-    """Whether the source has a log to read now."""
-    return source.path is not None and source.path.exists()
+    """Whether the source has a log to read now: its file, or the journal it reads (in place of a missing
+    file, with `fallback`)."""
+    if source.path is not None and source.path.exists():
+        return True
+    if source.type == "journal" or source.fallback == "journal":
+        return Path(source.directory).is_dir() if source.directory else host_journal()
+    return False
+
+
+def host_journal() -> bool:
+    """Whether this host has a journal to read: journald runs (its runtime directory), or kept files."""
+    kept = Path("/var/log/journal")
+    return Path("/run/systemd/journal").is_dir() or (kept.is_dir() and any(kept.iterdir()))
 
 
 def _listen_refused(listen: str) -> str | None:

@@ -16,7 +16,16 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TextIO
 
-from adaptive.control.logfiles import READ_ERRORS, open_log, unreadable
+from adaptive.control.logfiles import (
+    READ_ERRORS,
+    Journal,
+    add_journal_options,
+    journal_name,
+    logs_asked,
+    open_journal,
+    open_log,
+    unreadable,
+)
 from adaptive.decisions import Decider, Decision, host_addresses
 from adaptive.filters.batch import CHUNK, chunks
 from adaptive.filters.rules import FilterError, load_directory
@@ -38,21 +47,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
         Give the logs oldest first (mail.log.2.gz, mail.log.1, mail.log): they are scored as one log,
         in the order given. Logs compressed with gzip, xz or bzip2 are read as they are, known by their
-        first bytes whatever their names; standard input (-) too.""",
+        first bytes whatever their names; standard input (-) too. --journal replays the systemd
+        journal's matching entries (after the files, if files are given), as the daemon's journal
+        source reads them.""",
         examples=["adaptive replay /var/log/mail.log.2.gz /var/log/mail.log.1 /var/log/mail.log",
                   "adaptive replay -c conf/adaptive.toml -c try.toml /var/log/mail.log",
+                  "adaptive replay --journal --since 7d",
                   "adaptive replay --json /var/log/mail.log | jq -c 'select(.outcome == \"ban\")'"],
         exits=[(0, "every file was read"),
                (1, "a file could not be read (the others were)"),
                (2, "a usage error, or a configuration or filter error (each named on stderr)")])
     add_config_options(p)
-    p.add_argument("files", nargs="+", metavar="LOGFILE", help="log files, plain or compressed (gzip, xz, "
+    p.add_argument("files", nargs="*", metavar="LOGFILE", help="log files, plain or compressed (gzip, xz, "
                    "bzip2), read in the order given; - for standard input")
+    add_journal_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object per decision instead of text")
     p.add_argument("--no-host-addresses", action="store_true",
                    help="do not protect this host's own addresses, for a log written on another host "
                         "(give that host's in decisions.own_addresses)")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, parser=p)
 
 
 class _Tally:
@@ -79,6 +92,7 @@ class _Tally:
 def run(args: argparse.Namespace) -> int:
     from adaptive.control.cli import load_config
     from adaptive.pipeline import Pipeline
+    logs = logs_asked(args)
     config = load_config(args)
     try:
         filters = load_directory(config.filters_directory)
@@ -95,9 +109,9 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     tally = _Tally()
     status = 0
-    for name in args.files:
+    for name in logs:
         try:
-            with open_log(name) as log:
+            with open_journal(args) if isinstance(name, Journal) else open_log(name) as log:
                 # Classic syslog lines carry no year: the file's last write dates its last line.
                 engine = pipeline.engine(log.mtime)
                 for chunk in chunks(log.stream, CHUNK):
@@ -110,12 +124,14 @@ def run(args: argparse.Namespace) -> int:
         except BrokenPipeError:
             raise           # stdout's reader is gone (`| head`), not the file: `cli.main` ends quietly
         except READ_ERRORS as e:
-            print(f"adaptive: {name}: cannot read: {unreadable(e)}", file=sys.stderr)
+            shown = journal_name(args) if isinstance(name, Journal) else name
+            print(f"adaptive: {shown}: cannot read: {unreadable(e)}", file=sys.stderr)
             status = 1
     tally.offences = pipeline.offences
     state.close()
     if not args.json:
-        _summary(args.files, tally, pipeline.decider, time.perf_counter() - started, out)
+        names = [n if isinstance(n, str) else journal_name(args) for n in logs]
+        _summary(names, tally, pipeline.decider, time.perf_counter() - started, out)
     return status
 
 

@@ -15,6 +15,8 @@ import textwrap
 from collections.abc import Mapping
 from typing import Any
 
+from adaptive.durations import format_duration
+
 WIDTH = 78
 
 
@@ -123,9 +125,11 @@ def _source(source: Mapping[str, Any]) -> str:
     if source.get("position") is None:
         return f"{path}: waiting for it to be opened"
     lines = source.get("lines")
+    seconds = source.get("lag_unit") == "seconds"
     read = f"{lines:,} lines read" if isinstance(lines, int) else f"{_bytes(source['position'])} read"
     lag = source.get("lag")
-    behind = "caught up" if lag == 0 else "behind: ?" if lag is None else f"{_bytes(lag)} behind"
+    behind = "caught up" if lag == 0 else "behind: ?" if lag is None \
+        else f"{format_duration(lag)} behind" if seconds else f"{_bytes(lag)} behind"
     return f"{path}: ok, {read}, {behind}"
 
 

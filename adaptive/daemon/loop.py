@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,10 +95,15 @@ class _Waker:
         except BlockingIOError:
             pass
 
-    def wait(self, timeout: float) -> bool:
-        """Sleep up to `timeout` seconds, less if poked; True if poked (every poke so far is taken)."""
-        if not select.select([self._read], [], [], timeout)[0]:
+    def wait(self, timeout: float, also: Sequence[int] = ()) -> bool:
+        """Sleep up to `timeout` seconds, less if poked or if a descriptor of `also` (a journal's) becomes
+        readable; True if woken (every poke so far is taken; what made `also` readable is the source's
+        to take)."""
+        ready = select.select([self._read, *also], [], [], timeout)[0]
+        if not ready:
             return False
+        if self._read not in ready:
+            return True
         try:
             while os.read(self._read, 4096):
                 pass
@@ -288,7 +293,8 @@ class Daemon:
                 self._persist()
                 if watchdog is not None:
                     watchdog.ping_if_due()
-                self._waker.wait(POLL if watchdog is None else min(POLL, watchdog.wait_at_most()))
+                self._waker.wait(POLL if watchdog is None else min(POLL, watchdog.wait_at_most()),
+                                 [fd for f in self.followers for fd in f.source.descriptors()])
                 self._watch.refresh()
         finally:
             notify(STOPPING=1)
@@ -456,7 +462,7 @@ class Daemon:
                 followers.append(old)
             else:
                 followers.append(self._follower(name, src))
-                changes.append(f"source {name} = {src.path}")
+                changes.append(f"source {name} = {followers[-1].source.where}")
         for gone in known.values():
             gone.source.close()
             changes.append(f"source {gone.source.name} dropped")

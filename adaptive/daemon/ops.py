@@ -122,7 +122,7 @@ def status(d: Daemon) -> StatusReply:
         position = f.source.position
         offset = position.offset if position is not None else None
         sources.append({"name": f.source.name, "path": f.source.where, "position": offset,
-                        "lag": None if offset is None else f.source.lag(),
+                        "lag": None if offset is None else f.source.lag(), "lag_unit": f.source.lag_unit,
                         "lines": f.engine.counts.lines, "error": f.source.error})
     decisions = {k.removeprefix("decisions_"): v for k, v in d.counts.items() if k.startswith("decisions_")}
     kernel = None   # `status` counts the kernel's, when it reads the kernel itself

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from adaptive.addresses import Network, is_loopback, parse_network, read, text
 from adaptive.config import Config, SourceConfig
+from adaptive.config.schema import journal_match
 from adaptive.durations import LONGEST, format_duration
 from adaptive.migrate.jails import (
     FUNCTIONS,
@@ -170,7 +171,7 @@ def _kind(jail: Jail) -> str | None:
 # --- sources ---
 
 def _sources(out: _Writer, jails: list[Jail], current: Config | None, warnings: list[str]) -> dict[str, str]:
-    """`[sources.NAME]` for each file the jails read; a hint for those that read the journal."""
+    """`[sources.NAME]` for each file the jails read, and one for the journal if jails read it."""
     files: dict[str, tuple[str, list[tuple[Jail, Setting]]]] = {}     # real path -> (path, readers)
     journal: list[Jail] = []
     for jail in jails:
@@ -201,7 +202,8 @@ def _sources(out: _Writer, jails: list[Jail], current: Config | None, warnings: 
                 "their end (start = \"end\", the default): what fail2ban banned comes across with --bans.")
     if not files and not journal:
         out.comment("(none: no migrated jail names a log file)")
-    followed = {os.path.realpath(s.path): name for name, s in (current.sources.items() if current else [])}
+    followed = {os.path.realpath(s.path): name for name, s in (current.sources.items() if current else [])
+                if s.path is not None}
     taken = set(current.sources) if current else set()
     made: dict[str, str] = {}
     for real, (path, readers) in files.items():
@@ -220,21 +222,51 @@ def _sources(out: _Writer, jails: list[Jail], current: Config | None, warnings: 
                 else "fail2ban's default backend (auto): a file")
         out.key("path", _string(path), ", ".join(dict.fromkeys(s.origin for _, s in readers)))
         _file_notes(out, path, warnings)
-    for jail in journal:
-        backend = jail.get("backend")
-        assert backend is not None
-        name = _name("journal-" + jail.name, taken)
-        taken.add(name)
-        warnings.append(f"jail {jail.name} reads the systemd journal ({backend.origin} = {backend.value.strip()}): "
-                        "adaptive reads files only, for now; see the drop-in's hint")
-        out.blank()
-        out.comment(f"Jail {jail.name} reads the systemd journal ({backend.origin} = {backend.value.strip()}). "
-                    "adaptive follows files only, for now: a journal source comes in a later version. Until then, "
-                    "have the mail log written to a file (rsyslog: `mail.* -/var/log/mail.log`) and follow that:")
-        out.comment(f"[sources.{name}]")
-        out.comment('type = "file"')
-        out.comment('path = "/var/log/mail.log"')
+    if journal:
+        _journal_source(out, journal, taken, made)
     return made
+
+
+def _journal_source(out: _Writer, jails: list[Jail], taken: set[str], made: dict[str, str]) -> None:
+    """One `[sources.NAME]` of type "journal" for every jail that reads it: their `journalmatch` terms,
+    ORed (two sources on the same entries would count each twice). fail2ban ANDs the terms of one
+    group (`A B + C` is (A and B) or C); here each term stands alone, which reads more entries, never
+    fewer: the filters still pick the lines."""
+    name = _name("journal", taken)
+    taken.add(name)
+    made[name] = "journal"
+    terms: dict[str, str] = {}
+    for jail in jails:
+        match = jail.get("journalmatch")
+        for term in (match.value.split() if match is not None else []):
+            if term != "+":
+                terms.setdefault(term, match.origin if match is not None else "")
+    names = ", ".join(j.name for j in jails)
+    out.blank()
+    out.section(f"sources.{name}")
+    backends = "; ".join(f"{b.origin} = {b.value.strip()}" for j in jails if (b := j.get("backend")) is not None)
+    out.comment(f"The systemd journal, read by jail{'s' if len(jails) > 1 else ''} {names}: {backends}.")
+    out.comment("If a file source reads the same lines too (rsyslog writing /var/log/mail.log), keep one of the "
+                "two: each would count every failure.")
+    out.key("type", _string("journal"), "backend = systemd")
+    kept = [t for t in terms if _is_match(t)]
+    if len(kept) < len(terms):
+        out.comment("Left out, not journal matches adaptive takes (FIELD=value, FIELD in upper case): "
+                    + ", ".join(t for t in terms if t not in kept))
+    if kept:
+        out.key("match", "[" + ", ".join(_string(t) for t in kept) + "]",
+                ", ".join(dict.fromkeys(terms[t] for t in kept)) + " journalmatch, each term ORed")
+    else:
+        out.comment("match = [] (the default): Postfix's and Dovecot's units and the mail facility; the "
+                    "jails' filters name their journalmatch in filter.d, which adaptive's filters need not.")
+
+
+def _is_match(term: str) -> bool:
+    try:
+        journal_match(term)
+    except ValueError:
+        return False
+    return True
 
 
 def _name(path: str, taken: set[str]) -> str:

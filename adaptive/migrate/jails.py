@@ -45,8 +45,8 @@ _CONDITIONAL = re.compile(r"^(\w+)(\?.+)$")
 _REFERENCE = re.compile(r"%\(([^)]+)\)s")
 # The options of a jail that a migration reads (jailreader.JailReader._configOpts, those adaptive has a
 # counterpart or a word for).
-JAIL_OPTIONS = ("enabled", "filter", "backend", "logpath", "ignoreip", "ignoreself", "ignorecommand", "bantime",
-                "findtime", "maxretry", "bantime.increment", "bantime.factor", "bantime.formula",
+JAIL_OPTIONS = ("enabled", "filter", "backend", "journalmatch", "logpath", "ignoreip", "ignoreself", "ignorecommand",
+                "bantime", "findtime", "maxretry", "bantime.increment", "bantime.factor", "bantime.formula",
                 "bantime.multipliers", "bantime.maxtime", "bantime.rndtime", "bantime.overalljails")
 
 

@@ -29,6 +29,8 @@ log, and returns False when the section names another one (the daemon then opens
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,8 +58,11 @@ class Source(Protocol):
 
     def commit(self, chunk: Chunk) -> None: ...
 
+    lag_unit: str
+    """What `lag()` counts: "bytes" (a file), "seconds" (the journal)."""
+
     def lag(self) -> int | None:
-        """How much is there that was not read yet (bytes of a file); None when not known."""
+        """How much is there that was not read yet, in `lag_unit`s; None when not known."""
         ...
 
     def reread(self, since: Position | None, until: Position) -> Iterator[bytes]:
@@ -69,12 +74,19 @@ class Source(Protocol):
         """Paths whose changes should wake the daemon to poll."""
         ...
 
+    def descriptors(self) -> tuple[int, ...]:
+        """Descriptors that become readable when the source has something new (the journal's inotify
+        one): the daemon's sleep wakes on them, and `poll()` takes what made them readable."""
+        ...
+
     def reconfigure(self, section: Any) -> bool: ...
 
     def close(self) -> None: ...
 
 
 Factory = Callable[..., Source]
+
+log = logging.getLogger(__name__)
 
 # type name -> factory(name, section, store, *, max_chunk): filled by each source's module below
 SOURCE_TYPES: dict[str, Factory] = {}
@@ -88,8 +100,17 @@ def register(type_name: str, factory: Factory) -> None:
 
 
 def open_source(name: str, section: Any, store: PositionStore, *, max_chunk: int) -> Source:
-    """The source `[sources.NAME]` describes (`config.SourceConfig`), by its `type`."""
+    """The source `[sources.NAME]` describes (`config.SourceConfig`), by its `type`.
+
+    A file source with `fallback = "journal"` whose file does not exist reads this host's journal
+    instead (a Debian host without rsyslog has no /var/log/mail.log), and says so in the log and in its
+    `where`. It stays on the journal until the daemon is restarted or reloaded with the file there.
+    """
     type_name = section.type
+    if type_name == "file" and getattr(section, "fallback", "") == "journal" and not os.path.lexists(section.path):
+        log.warning("source %s: %s does not exist: reading this host's journal instead (fallback = \"journal\")",
+                    name, section.path)
+        type_name = "journal"
     factory = SOURCE_TYPES.get(type_name)
     if factory is None:
         raise ValueError(f"source {name}: unknown type {type_name!r} (known: {', '.join(sorted(SOURCE_TYPES))})")

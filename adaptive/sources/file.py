@@ -46,7 +46,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from adaptive.sources.position import Chunk, Position, PositionStore, fingerprint
+from adaptive.sources.position import JOURNAL, Chunk, Position, PositionStore, fingerprint
 
 MAX_CHUNK = 4 * 1024 * 1024   # bytes read per chunk at most, so a backlog is handed on in slices
 MAX_LINE = 1024 * 1024        # a half-written line kept longer than this is discarded
@@ -135,6 +135,7 @@ class FileSource:
         self.start = start
         self.max_chunk = max_chunk
         self.max_line = max_line
+        self.lag_unit = "bytes"
         self.follow_symlinks = follow_symlinks   # else a symbolic link at the path is refused
         self.owners = frozenset(owners)    # uids a log file may be owned by; empty: anyone
         self.error: str | None = None      # the problem of the last poll, naming the path; None if fine
@@ -219,6 +220,9 @@ class FileSource:
     def watched(self) -> tuple[Path, ...]:
         return (self.path,)
 
+    def descriptors(self) -> tuple[int, ...]:
+        return ()      # a file's changes come through `watched()`
+
     def reconfigure(self, section: Any) -> bool:
         """Take a reloaded section's `follow_symlinks` and `owners`; False if it names another path."""
         if Path(section.path) != self.path:
@@ -277,6 +281,8 @@ class FileSource:
 
     def _resume(self) -> None:
         saved = self.store.load_position(self.name)
+        if saved is not None and saved.device == JOURNAL:
+            saved = None     # the source read the journal before (see `sources.open_source`): not a file's
         if saved is not None:
             self._file = self._reopen(saved)
         else:

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 FINGERPRINT_BYTES = 4096   # a first line longer than this is fingerprinted by its first 4096 bytes
+# `Position.device` of a place in the systemd journal: `fingerprint` is the cursor of the last entry
+# consumed and `offset` its realtime in microseconds (no file has a negative device number).
+JOURNAL = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +24,8 @@ class Position:
 
     `offset` counts the bytes of complete lines consumed, so resuming there never starts mid-line.
     `fingerprint` is `fingerprint()` of the file, "" while it has no complete first line yet.
+    In the journal (`device` JOURNAL) it is the cursor of the last entry consumed instead, and
+    `offset` that entry's time (microseconds since the epoch).
     """
 
     device: int
