@@ -1,5 +1,6 @@
 """Real journal files, written by systemd's own code: `systemd-journal-remote` turns entries in the
-journal export format into a journal, exactly as journald would store them.
+journal export format into a journal, exactly as journald would store them; and `Journald`, journald
+itself, fed syslog messages as Postfix and Dovecot send them.
 
     >>> entries = [Entry("postfix/smtpd", 812, "warning: unknown[203.0.113.7]: SASL LOGIN authentication failed")]
     >>> write(directory, entries)                    # appends to directory/remote.journal (made if need be)
@@ -13,6 +14,8 @@ endian, the bytes and `\\n`.
 from __future__ import annotations
 
 import shutil
+import signal
+import socket
 import struct
 import subprocess
 import time
@@ -24,6 +27,8 @@ from pathlib import Path
 JOURNAL_REMOTE = next((p for p in ("/lib/systemd/systemd-journal-remote", "/usr/lib/systemd/systemd-journal-remote")
                        if Path(p).exists()), None)
 JOURNALCTL = shutil.which("journalctl")
+JOURNALD = next((p for p in ("/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald")
+                 if Path(p).exists()), None)
 BOOT_ID = uuid.UUID("0123456789abcdef0123456789abcdef").hex
 # When that boot began, in realtime microseconds: an entry's monotonic time is its realtime since then,
 # so entries of one boot order the same by either, in one file or across files (as journald's do: the
@@ -105,3 +110,94 @@ def failures(address: str, n: int, *, start: int | None = None, pid: int = 4100,
     base = start if start is not None else time.time_ns() // 1000
     return [Entry("postfix/smtpd", pid, f"warning: unknown[{address}]: SASL LOGIN authentication failed: "
                   f"UGFzc3dvcmQ6 sasl_username={user}", realtime=base + i * 1000) for i in range(n)]
+
+
+class Journald:
+    """systemd-journald itself, run by hand in a private mount namespace, storing a volatile journal in
+    the test's directory: what a Debian host's journald does with Postfix's and Dovecot's syslog(3).
+
+    >>> with Journald(tmp_path / "journald") as journald:
+    ...     journald.syslog("postfix/smtpd", 812, "warning: unknown[203.0.113.7]: SASL LOGIN authentication failed")
+    ...     source = JournalSource("journal", store, directory=journald.directory)
+
+    The namespace gives it a /run of its own with the test's directories bound in (its sockets in
+    `runtime/journal`, its files in `directory`) and a journald.conf of the test's (volatile storage,
+    no rate limit, no kernel log): the host's /run, /var/log/journal and journald.conf are not touched.
+    `syslog` sends what glibc's syslog(3) sends to /dev/log, to journald's dev-log socket.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.runtime = root / "run-systemd"      # bound on /run/systemd: journald's sockets
+        self.logs = root / "run-log"             # bound on /run/log: its volatile journal
+        self.conf = root / "journald.conf"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._socket: socket.socket | None = None
+
+    def __enter__(self) -> Journald:
+        for d in (self.runtime, self.logs):
+            d.mkdir(parents=True, exist_ok=True)
+        self.conf.write_text("[Journal]\nStorage=volatile\nRateLimitBurst=0\nRateLimitIntervalSec=0\n"
+                             "ForwardToSyslog=no\nForwardToWall=no\nForwardToConsole=no\nReadKMsg=no\n"
+                             "RuntimeMaxFileSize=1M\n")
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+        if self._socket is not None:
+            self._socket.close()
+
+    @property
+    def dev_log(self) -> Path:
+        return self.runtime / "journal" / "dev-log"
+
+    @property
+    def directory(self) -> Path:
+        """Where journald keeps this host's journal files (volatile: /run/log/journal/MACHINE-ID)."""
+        return self.logs / "journal" / Path("/etc/machine-id").read_text().strip()
+
+    def start(self) -> None:
+        assert JOURNALD is not None, "systemd-journald is not installed"
+        script = (f"mount -t tmpfs none /run && mkdir -p /run/log /run/systemd && mount --bind {self.logs} /run/log "
+                  f"&& mount --bind {self.runtime} /run/systemd && mount --bind {self.conf} /etc/systemd/journald.conf "
+                  f"&& exec {JOURNALD}")
+        self.dev_log.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not (self.dev_log.exists() and self.directory.is_dir()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                raise RuntimeError(f"systemd-journald did not start ({self.proc.poll()}): {err}")
+            time.sleep(0.01)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+        self.proc = None
+
+    def rotate(self) -> None:
+        """Archive the journal files and begin new ones (SIGUSR2: what `journalctl --rotate` asks)."""
+        files = set(self.directory.glob("*.journal"))
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 10
+        while set(self.directory.glob("*.journal")) == files or not (self.directory / "system.journal").exists():
+            assert time.monotonic() < deadline, "journald did not rotate"
+            time.sleep(0.01)
+
+    def syslog(self, identifier: str, pid: int, message: str | bytes, facility: int = 2, severity: int = 6) -> None:
+        """One message as syslog(3) sends it to /dev/log: `<PRI>Mmm dd hh:mm:ss IDENT[PID]: MESSAGE`."""
+        if self._socket is None:
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        body = message.encode() if isinstance(message, str) else message
+        head = f"<{facility * 8 + severity}>{time.strftime('%b %e %H:%M:%S')} {identifier}[{pid}]: ".encode()
+        self._socket.sendto(head + body, str(self.dev_log))
+
+    def entries(self) -> int:
+        """How many entries journald has stored (journalctl --directory, all files)."""
+        out = subprocess.run([JOURNALCTL or "journalctl", "--directory", str(self.directory), "-o", "cat", "-q"],
+                             capture_output=True, check=True).stdout
+        return out.count(b"\n")

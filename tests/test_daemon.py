@@ -300,6 +300,37 @@ def test_failures_in_the_log_get_the_source_banned_in_the_kernel(scene):
 
 
 @kernel
+def test_failures_logged_to_journald_get_the_source_banned_and_a_kill_9_repeats_none(scene):
+    import journals
+    if journals.missing() or journals.JOURNALD is None:
+        pytest.skip(journals.missing() or "systemd-journald is not installed")
+    with journals.Journald(scene.tmp / "journald") as journald:
+        # The shipped source, made a journal one by the local file's `type` alone.
+        scene.local.write_text(scene.local.read_text().replace(
+            f'path = "{scene.log}"', f'type = "journal"\ndirectory = "{journald.directory}"').replace(
+            'fallback = ""\n', ""))
+        scene.start()
+        source, = scene.status()["sources"]
+        assert source["path"].startswith(f"journal {journald.directory}") and source["lag_unit"] == "seconds"
+        assert scene.connects("192.0.2.3")
+        for _ in range(5):
+            journald.syslog("postfix/smtpd", 4100, "warning: unknown[192.0.2.3]: SASL LOGIN authentication "
+                            "failed: UGFzc3dvcmQ6")
+        assert wait_for(lambda: not scene.connects("192.0.2.3"), timeout=10), scene.err()
+        journald.syslog("postfix/smtpd", 4100, "warning: unknown[192.0.2.6]: SASL LOGIN authentication failed: x")
+        assert wait_for(lambda: scene.status()["events"] == 6, timeout=10), scene.err()
+        scene.stop(signal.SIGKILL)
+        for _ in range(5):                 # while it is down
+            journald.syslog("postfix/smtpd", 4100, "warning: unknown[192.0.2.5]: SASL LOGIN authentication "
+                            "failed: x")
+        scene.start()
+        assert wait_for(lambda: not scene.connects("192.0.2.5"), timeout=10), scene.err()
+        assert scene.status()["events"] == 5 and scene.connects("192.0.2.6")
+        status = scene.adaptive("status")
+        assert "mail  journal" in status.stdout and "ok, 5 lines read, caught up" in status.stdout, status.stdout
+
+
+@kernel
 def test_ban_and_unban_change_the_kernel(scene):
     scene.start()
     result = scene.adaptive("ban", "192.0.2.4", "fd00::3", "--for", "10m", "--reason", "test")

@@ -385,6 +385,111 @@ def test_check_ready_counts_a_journal_source_as_a_log_to_read(tmp_path):
 
 
 
+# --- journald itself ---
+
+@pytest.fixture
+def journald(tmp_path):
+    if journals.JOURNALD is None:
+        pytest.skip("systemd-journald is not installed")
+    with journals.Journald(tmp_path / "journald") as j:
+        yield j
+
+
+def until_read(source: JournalSource, n: int, timeout: float = 10) -> list[bytes]:
+    """Poll until `n` lines came (journald may store an entry a moment after it was sent)."""
+    got: list[bytes] = []
+    assert wait_for(lambda: len(got.__iadd__(lines(drain(source)))) >= n, timeout=timeout, interval=0.01), got
+    return got
+
+
+def test_journalds_entries_read_as_the_file_rsyslog_would_write(journald, store):
+    journald.syslog("postfix/smtpd", 812, "warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: x")
+    journald.syslog("dovecot", 77, "imap-login: Disconnected (auth failed, 3 attempts in 9 secs): user=<info>, "
+                    "method=PLAIN, rip=198.51.100.4, lip=192.0.2.1, TLS, session=<abc>")
+    source = JournalSource("journal", store, directory=journald.directory, start="beginning")
+    got = until_read(source, 2)
+    assert got[0].split(b" ", 2)[2] == (b"postfix/smtpd[812]: warning: unknown[203.0.113.7]: SASL LOGIN "
+                                        b"authentication failed: x")
+    events = [e for _, e in Engine(load_directory(SHIPPED_FILTERS), YearGuess()).scan(b"\n".join(got) + b"\n")]
+    assert [(e.family, e.ip) for e in events] == [("postfix", "203.0.113.7"), ("dovecot", "198.51.100.4")]
+    assert abs(events[0].time - time.time()) < 60
+    source.close()
+
+
+def test_journald_rotating_during_a_burst_loses_and_repeats_nothing(journald, store):
+    source = JournalSource("journal", store, directory=journald.directory, start="end")
+    drain(source)
+    got: list[bytes] = []
+    for n in range(600):
+        journald.syslog("postfix/smtpd", 1, f"entry {n}")
+        if n % 200 == 100:
+            journald.rotate()
+        if n % 50 == 0:
+            got += lines(drain(source))
+    got += until_read(source, 600 - len(got))
+    assert [int(line.rsplit(b" ", 1)[1]) for line in got] == list(range(600))
+    assert source.rotations >= 3 and len(list(journald.directory.glob("system@*.journal"))) >= 3
+    source.close()
+
+
+def test_journald_killed_and_restarted_loses_and_repeats_nothing(journald, store):
+    source = JournalSource("journal", store, directory=journald.directory, start="beginning")
+    got: list[bytes] = []
+    for n in range(300):
+        journald.syslog("postfix/smtpd", 1, f"entry {n}")
+    got += until_read(source, 100)
+    # Once journald has stored them all (what it had not taken from its socket would die with it):
+    assert wait_for(lambda: journald.entries() >= 300, timeout=10)
+    journald.stop(signal.SIGKILL)          # its file is left open and dirty: the next journald sets it aside
+    journald.start()
+    for n in range(300, 400):
+        journald.syslog("postfix/smtpd", 1, f"entry {n}")
+    got += until_read(source, 400 - len(got))
+    assert [int(line.rsplit(b" ", 1)[1]) for line in got] == list(range(400))
+    assert drain(source) == b""
+    source.close()
+
+
+def test_a_restart_after_a_vacuum_of_journalds_files_resumes_after_the_cursor_said(journald, store, caplog):
+    source = JournalSource("journal", store, directory=journald.directory, start="beginning")
+    for n in range(5):
+        journald.syslog("postfix/smtpd", 1, f"old {n}")
+    until_read(source, 5)
+    source.close()
+    journald.rotate()
+    for n in range(3):
+        journald.syslog("postfix/smtpd", 1, f"new {n}")
+    assert wait_for(lambda: journald.entries() >= 8, timeout=10)
+    journald.rotate()                      # both earlier files archived: the vacuum may take them
+    # The oldest file goes (the active one counts as one of the two kept): the saved cursor with it.
+    vacuum = subprocess.run(["journalctl", "--directory", str(journald.directory), "--vacuum-files=2"],
+                            capture_output=True, text=True)
+    assert vacuum.returncode == 0 and vacuum.stderr.count("Deleted archived journal") == 1, vacuum
+    again = JournalSource("journal", store, directory=journald.directory, start="end")
+    with caplog.at_level("WARNING"):
+        got = drain(again)
+    assert [line.rsplit(b": ", 1)[1] for line in lines(got) if b"postfix" in line] == [b"new 0", b"new 1", b"new 2"]
+    assert "the saved journal cursor is gone" in caplog.text
+    again.close()
+
+
+def test_busy_poll_is_asked_for_only_while_entries_come(journald, store, monkeypatch):
+    import adaptive.sources.journal as journal_module
+    source = JournalSource("journal", store, directory=journald.directory, start="beginning", busy_poll=0.01)
+    drain(source)
+    assert source.hurry() is None              # nothing read yet: journald's own wake-up will do
+    journald.syslog("postfix/smtpd", 1, "one")
+    until_read(source, 1)
+    assert source.hurry() == 0.01
+    monkeypatch.setattr(journal_module, "BUSY_WINDOW", 0.0)
+    assert source.hurry() is None              # quiet again
+    off = JournalSource("off", store, directory=journald.directory, start="beginning", busy_poll=0)
+    drain(off)
+    assert off.hurry() is None
+    source.close()
+    off.close()
+
+
 # --- check and replay ---
 
 def adaptive(*args: str) -> subprocess.CompletedProcess[str]:

@@ -132,19 +132,22 @@ def build(tree: dict[str, Any], origin: dict[str, Path], files: tuple[Path, ...]
 
 
 _FILE_KEYS = ("path", "follow_symlinks", "owners", "fallback")
-_JOURNAL_KEYS = ("directory", "match")
+_JOURNAL_KEYS = ("directory", "match", "busy_poll")
 
 
 def _source_complete(source: SourceConfig, raw: dict[str, Any], origin: dict[str, Path], prefix: str,
                      problems: list[str]) -> bool:
-    """A file source names its path; no source sets the other type's keys (they would do nothing)."""
+    """A file source names its path; no source sets the other type's keys (they would do nothing), but
+    in a file before the one that sets its `type`: a local file turns the shipped file source into a
+    journal one with `type = "journal"` alone."""
     before = len(problems)
     if source.type == "file" and source.path is None:
         problems.append(_where(origin, prefix, f"{prefix}.path is required"))
     # A file source's fallback reads the journal its `directory` and `match` say.
     other = () if source.fallback else _JOURNAL_KEYS if source.type == "file" else _FILE_KEYS
+    typed = origin.get(f"{prefix}.type")
     for key in other:
-        if key in raw:
+        if key in raw and (typed is None or origin.get(f"{prefix}.{key}") == typed):
             problems.append(_where(origin, f"{prefix}.{key}", f"{prefix}.{key}: not a key of a source of type "
                                    f"{source.type!r}"))
     return len(problems) == before
@@ -156,7 +159,7 @@ def _sources_apart(config: Config, origin: dict[str, Path]) -> list[str]:
     seen: dict[str, str] = {}
     problems = []
     for name, source in config.sources.items():
-        if source.path is not None:
+        if source.type == "file" and source.path is not None:
             real, what = os.path.realpath(source.path), f".path = {str(source.path)!r}: the same file"
         else:
             real = f"journal {os.path.realpath(source.directory) if source.directory else ''} {sorted(source.match)}"

@@ -271,6 +271,12 @@ def _journal_directory(value: str) -> str:
     return value
 
 
+def _busy_poll(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ValueError("expected seconds from 0 (off) to 1")
+    return float(value)
+
+
 def _matches(value: list[str]) -> tuple[str, ...]:
     for item in value:
         if not isinstance(item, str):
@@ -303,6 +309,9 @@ class SourceConfig:
     # the mail facility).
     directory: str = _checked("", _journal_directory)
     match: tuple[str, ...] = _checked((), _matches)
+    # type "journal": seconds between looks at the journal while entries keep coming (journald tells
+    # its readers of an entry up to half a second late); 0: only when journald tells.
+    busy_poll: float = _checked(0.01, _busy_poll)
     # type "file": when the file does not exist as the daemon starts, "journal" reads the journal
     # `directory` and `match` say instead (a host without rsyslog); "" waits for the file.
     fallback: str = _checked("", _one_of("", "journal"))

@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     files = ", ".join(str(f) for f in config.files)
     if args.ready and not any(_present(source) for source in config.sources.values()):
-        where = ", ".join(str(s.path or s.directory) for s in config.sources.values())
+        where = ", ".join(str(s.path if s.type == "file" else s.directory or "the journal")
+                          for s in config.sources.values())
         print(f"adaptive: configuration ok ({files}) but no source has a log to read yet ({where} missing)",
               file=sys.stderr)
         return 1
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 def _present(source: SourceConfig) -> bool:
     """Whether the source has a log to read now: its file, or the journal it reads (in place of a missing
     file, with `fallback`)."""
-    if source.path is not None and source.path.exists():
+    if source.type == "file" and source.path is not None and source.path.exists():
         return True
     if source.type == "journal" or source.fallback == "journal":
         return Path(source.directory).is_dir() if source.directory else host_journal()

@@ -293,7 +293,8 @@ class Daemon:
                 self._persist()
                 if watchdog is not None:
                     watchdog.ping_if_due()
-                self._waker.wait(POLL if watchdog is None else min(POLL, watchdog.wait_at_most()),
+                hurry = [h for f in self.followers if (h := f.source.hurry()) is not None]
+                self._waker.wait(min([POLL, *hurry, *([] if watchdog is None else [watchdog.wait_at_most()])]),
                                  [fd for f in self.followers for fd in f.source.descriptors()])
                 self._watch.refresh()
         finally:

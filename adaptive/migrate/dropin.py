@@ -203,7 +203,7 @@ def _sources(out: _Writer, jails: list[Jail], current: Config | None, warnings: 
     if not files and not journal:
         out.comment("(none: no migrated jail names a log file)")
     followed = {os.path.realpath(s.path): name for name, s in (current.sources.items() if current else [])
-                if s.path is not None}
+                if s.type == "file" and s.path is not None}
     taken = set(current.sources) if current else set()
     made: dict[str, str] = {}
     for real, (path, readers) in files.items():

@@ -223,6 +223,9 @@ class FileSource:
     def descriptors(self) -> tuple[int, ...]:
         return ()      # a file's changes come through `watched()`
 
+    def hurry(self) -> float | None:
+        return None    # inotify tells of a write at once
+
     def reconfigure(self, section: Any) -> bool:
         """Take a reloaded section's `follow_symlinks` and `owners`; False if it names another path."""
         if Path(section.path) != self.path:

@@ -5,7 +5,8 @@ A journal source reads the entries that match its `match` list (ORed) with the o
 
     2026-12-04T10:00:01.123456+00:00 mx1 postfix/smtpd[812]: warning: unknown[203.0.113.7]: SASL ...
 
-(the entry's `__REALTIME_TIMESTAMP` in UTC, `_HOSTNAME`, `SYSLOG_IDENTIFIER`, `_PID` and `MESSAGE`), so
+(the entry's `__REALTIME_TIMESTAMP` in UTC, `_HOSTNAME`, `SYSLOG_IDENTIFIER`, `SYSLOG_PID` or else
+`_PID`, and `MESSAGE`), so
 every filter works unchanged. A MESSAGE holding a newline or a carriage return has it turned into a
 space: one entry is one line, and a logged newline cannot forge a second one. Binary MESSAGEs are
 handed on as they are, bytes, as a file's would be.
@@ -18,7 +19,8 @@ that was replaced) resumes at the first entry logged after its time, said in the
 What the journal does, and what is done about it:
 
 - new entries: the reader's inotify descriptor (`descriptors()`) wakes the daemon; `poll()` calls
-  `process()` and reads on.
+  `process()` and reads on. journald wakes readers late (see BUSY_POLL): while entries keep coming,
+  `hurry()` asks the daemon to look again within `busy_poll` seconds.
 - rotation, vacuuming, a journald restart, a corrupted file set aside by journald: the reader says
   INVALIDATE. The source then opens a new reader and seeks its cursor again (fail2ban's journal backend
   stalled there), so files added or removed are seen at once.
@@ -40,6 +42,12 @@ from adaptive.sources.position import JOURNAL, Chunk, Position, PositionStore
 MAX_CHUNK = 4 * 1024 * 1024   # bytes of lines per chunk at most
 MAX_LINE = 1024 * 1024        # a MESSAGE longer than this is discarded (journald's own LineMax is 48K)
 MAX_ENTRIES = 20_000          # entries per chunk at most, so a chunk's transaction stays short
+# journald tells readers of new entries late: it writes each at once, but wakes them from a timer,
+# 250 ms to half a second later (seen: 450 ms on Debian 12's systemd 252). So while entries keep coming
+# the source is looked at every BUSY_POLL seconds as well, for BUSY_WINDOW seconds after the last one:
+# an attack's fifth failure is read within milliseconds, and an idle journal costs nothing.
+BUSY_POLL = 0.01
+BUSY_WINDOW = 5.0
 # Debian runs Postfix as postfix@-.service (one unit per instance), Dovecot as dovecot.service; both log
 # to the mail facility (2) by default, which also finds another Postfix instance.
 DEFAULT_MATCHES = ("_SYSTEMD_UNIT=postfix@-.service", "_SYSTEMD_UNIT=dovecot.service", "SYSLOG_FACILITY=2")
@@ -93,7 +101,7 @@ class JournalSource:
     def __init__(self, name: str, store: PositionStore, *, directory: str | Path = "",
                  matches: Sequence[str] = DEFAULT_MATCHES, start: Literal["end", "beginning"] = "end",
                  max_chunk: int = MAX_CHUNK, max_line: int = MAX_LINE, max_entries: int = MAX_ENTRIES,
-                 since: float | None = None):
+                 since: float | None = None, busy_poll: float = BUSY_POLL):
         if start not in ("end", "beginning"):
             raise ValueError(f"source {name}: start must be 'end' or 'beginning', got {start!r}")
         if max_chunk < 1 or max_line < 1 or max_entries < 1:
@@ -103,6 +111,8 @@ class JournalSource:
         self.directory = str(directory)
         self.matches = tuple(matches)
         self.start = start
+        self.busy_poll = busy_poll        # seconds between looks while entries come; 0: when woken only
+        self._last_entry = -BUSY_WINDOW   # time.monotonic() when the last entry was read
         self.since = since                # Unix time: with no saved position, begin there (`start` aside)
         self.max_chunk = max_chunk
         self.max_line = max_line
@@ -124,7 +134,7 @@ class JournalSource:
         """The source of a `[sources.NAME]` section of type "journal" (`directory`, `match`, `start`), or
         of a file section whose file is missing and whose `fallback` is "journal" (`sources.open_source`)."""
         source = cls(name, store, directory=section.directory, matches=section.match or DEFAULT_MATCHES,
-                     start=section.start, max_chunk=max_chunk)
+                     start=section.start, max_chunk=max_chunk, busy_poll=section.busy_poll)
         if section.type == "file":
             source.fallback_for = Path(section.path)
         return source
@@ -241,15 +251,27 @@ class JournalSource:
         except OSError:
             return ()
 
+    def hurry(self) -> float | None:
+        """`busy_poll` while entries keep coming (see BUSY_POLL), else None: then the journal's own
+        wake-up (`descriptors()`) is enough."""
+        if self.busy_poll and self._reader is not None and time.monotonic() - self._last_entry < BUSY_WINDOW:
+            return self.busy_poll
+        return None
+
     def reconfigure(self, section: Any) -> bool:
         """True if the reloaded section reads the same journal with the same matches (`start` only
         matters to a source with no saved position), or is still the file section this source stands in
         for, its file still missing."""
         if section.type == "file":
-            return (self.fallback_for is not None and section.fallback == "journal"
+            same = (self.fallback_for is not None and section.fallback == "journal"
                     and Path(section.path) == self.fallback_for and not os.path.lexists(section.path))
-        return (self.fallback_for is None and str(section.directory) == self.directory
-                and tuple(section.match or DEFAULT_MATCHES) == self.matches)
+        else:
+            same = self.fallback_for is None
+        same = same and str(section.directory) == self.directory \
+            and tuple(section.match or DEFAULT_MATCHES) == self.matches
+        if same:
+            self.busy_poll = section.busy_poll
+        return same
 
     def close(self) -> None:
         self._close_reader()
@@ -315,9 +337,7 @@ class JournalSource:
             return
         cursor = self._position.fingerprint
         reader.seek_cursor(cursor)
-        if not reader._next():
-            return                     # nothing at or after it: wait there
-        if reader.test_cursor(cursor):
+        if reader._next() and reader.test_cursor(cursor):
             return                     # on the last entry consumed: the next one is new
         log.warning("source %s: the saved journal cursor is gone from %s (vacuumed?): resuming at the first "
                     "entry logged after %s", self.name, self._what(), _iso(self._position.offset))
@@ -344,6 +364,7 @@ class JournalSource:
                 size += len(line)
         if entries:
             self._position = self._here()
+            self._last_entry = time.monotonic()
         return b"".join(lines)
 
     def _line(self, reader: Any) -> bytes | None:
@@ -368,9 +389,12 @@ class JournalSource:
         except KeyError:
             host = b"localhost"
         try:
-            tag = b"%s[%s]: " % (ident, get("_PID"))
+            tag = b"%s[%s]: " % (ident, get("SYSLOG_PID"))     # the pid the logger wrote, as a file has it
         except KeyError:
-            tag = ident + b": "
+            try:
+                tag = b"%s[%s]: " % (ident, get("_PID"))
+            except KeyError:
+                tag = ident + b": "
         if b"\n" in message or b"\r" in message:
             message = message.translate(_SEP_TRANSLATE)
         return b"%s %s %s%s\n" % (self._prefix(reader._get_realtime()), host, tag, message)
