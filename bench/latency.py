@@ -1,6 +1,7 @@
 """How soon a source is banned after its last failure is logged: adaptive next to Debian's fail2ban.
 
     .venv/bin/python bench/latency.py [--trials 60] [--restore 100000] [--f2b-restore 5000] [--json]
+    .venv/bin/python bench/latency.py --journal [--trials 60] [--json]
 
 Needs root, nftables, python3-nftables and fail2ban. Each tool runs in a network namespace of its own
 (`adl-…`, created here and deleted afterwards, with every process started here), so neither the host's
@@ -24,6 +25,15 @@ as an attacker's next attempt would, rather than just after a poll, a process in
 appends the last line with one `write`, takes t0, and polls the kernel (`get element` through
 libnftables, about every half millisecond) until the address is in the tool's set: the latency is
 t1 − t0. One warm-up trial per tool is not counted (fail2ban makes its table on its first ban).
+
+**--journal**: the same trials with both tools following the systemd journal instead of a file: a
+`systemd-journald` started here in a private mount namespace (`tests/journals.Journald`: a /run of
+its own, volatile storage in the temporary directory), adaptive with a `type = "journal"` source on its
+files, fail2ban with `backend = systemd[journalpath=...]` and `journalmatch = SYSLOG_FACILITY=2` (the
+entries have no unit: journald runs outside systemd here). Each failure is the datagram syslog(3)
+sends to /dev/log, sent to journald's socket; t0 is taken once it is sent, so the latency includes
+journald storing the entry. The two tools use addresses of their own (each reads the whole journal).
+Latency only: no restore or repair part.
 
 **Restore.** The time from starting the tool until the kernel's set holds every ban of its state
 again, as after a reboot: the running tool bans the addresses (adaptive: `adaptive ban --from-file`
@@ -57,6 +67,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -92,6 +103,7 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 
 
 STARTED: list[Process] = []   # every tool process started here: whatever is left of them is killed at the end
+JOURNALD: Any = None          # with --journal, the journald both tools follow (tests/journals.Journald)
 
 
 class ToolError(Exception):
@@ -118,21 +130,27 @@ def _nft() -> Any:
 
 
 def trial(log: str, line: bytes, nft_set: str, address: str, timeout: float,
-          interval: float = POLL) -> tuple[float | None, int]:
-    """Append `line` to `log` in one write, then poll until `address` is in `nft_set` ("inet TABLE
-    SET"). Returns the seconds from the write to the poll that found it (None past `timeout`) and the
-    number of polls. RuntimeError if the address is in the set before the line is written."""
+          interval: float = POLL, dev_log: str | None = None) -> tuple[float | None, int]:
+    """Append `line` to `log` in one write (or, with `dev_log`, send it to journald's syslog socket
+    there, as syslog(3) does), then poll until `address` is in `nft_set` ("inet TABLE SET"). Returns the
+    seconds from the write to the poll that found it (None past `timeout`) and the number of polls.
+    RuntimeError if the address is in the set before the line is written."""
     nft = _nft()
     ipaddress.ip_address(address)
     command = f"get element {nft_set} {{ {address} }}"
     if nft.cmd(command)[0] == 0:
         raise RuntimeError(f"{address} is in {nft_set} before its last failure is written")
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
-    try:
-        os.write(fd, line)
-        t0 = time.perf_counter()
-    finally:
-        os.close(fd)
+    if dev_log is not None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(line, dev_log)
+            t0 = time.perf_counter()
+    else:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line)
+            t0 = time.perf_counter()
+        finally:
+            os.close(fd)
     polls = 0
     while True:
         polls += 1
@@ -197,11 +215,25 @@ def delete_table(family: str, table: str) -> bool:
 # --- the tools ---
 
 def syslog_line(address: str, pid: int) -> bytes:
-    """One Postfix SASL failure of `address`, in classic syslog format, stamped now (local time)."""
+    """One Postfix SASL failure of `address`, in classic syslog format, stamped now (local time); with
+    --journal, the datagram syslog(3) sends to /dev/log for it (`<22>`: mail.info, no host name)."""
     t = time.localtime()
-    return (f"{MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} mx "
-            f"postfix/smtpd[{pid}]: warning: unknown[{address}]: SASL LOGIN authentication failed: "
-            f"UGFzc3dvcmQ6\n").encode()
+    stamp = f"{MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    message = f"postfix/smtpd[{pid}]: warning: unknown[{address}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6"
+    if JOURNALD is not None:
+        return f"<22>{stamp} {message}".encode()
+    return f"{stamp} mx {message}\n".encode()
+
+
+def write_failures(log: Path, lines: list[bytes]) -> None:
+    """The failures before the last, appended to the log (or sent to journald, with --journal)."""
+    if JOURNALD is None:
+        with open(log, "ab") as f:
+            f.write(b"".join(lines))
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        for line in lines:
+            s.sendto(line, str(JOURNALD.dev_log))
 
 
 class Process:
@@ -344,7 +376,9 @@ class Adaptive:
         local = self.directory / f"{state}.toml"
         # The log is fresh and empty when it starts, so reading from its beginning skips nothing
         # however soon after the start a line is written ("end" would race with the first write).
-        local.write_text(f"[sources.mail]\npath = {json.dumps(str(self.log))}\nstart = \"beginning\"\n\n"
+        source = (f"type = \"journal\"\ndirectory = {json.dumps(str(JOURNALD.directory))}\nstart = \"end\"\n"
+                  if JOURNALD is not None else f"path = {json.dumps(str(self.log))}\nstart = \"beginning\"\n")
+        local.write_text(f"[sources.mail]\n{source}\n"
                          f"[state]\npath = {json.dumps(str(self.directory / f'{state}.db'))}\n\n"
                          f"[control]\nsocket = {json.dumps(str(self.socket))}\n\n"
                          f"[metrics]\nlisten = \"\"\n", encoding="utf-8")
@@ -391,8 +425,8 @@ class Adaptive:
             raise ToolError(f"adaptive: still running {STOP_TIMEOUT:.0f} s after SIGTERM")
 
     def describe(self) -> dict:
-        return {"command": "adaptive run -c conf/adaptive.toml -c LOCAL.toml --dropins ''",
-                "set": self.nft_set}
+        return {"command": "adaptive run -c conf/adaptive.toml -c LOCAL.toml --dropins ''"
+                + (" (a journal source)" if JOURNALD is not None else ""), "set": self.nft_set}
 
 
 class Fail2ban:
@@ -430,11 +464,18 @@ class Fail2ban:
         (self.config / "jail.local").write_text(
             "[DEFAULT]\nbanaction = nftables\nbanaction_allports = nftables[type=allports]\n\n"
             "[sshd]\nenabled = false\n\n"
-            f"[{JAIL}]\nenabled = true\nlogpath = {self.log}\nmaxretry = {self.failures}\n"
+            f"[{JAIL}]\nenabled = true\n{self._source()}\nmaxretry = {self.failures}\n"
             "findtime = 10m\nbantime = 1h\n", encoding="utf-8")
         self._from = self.output.stat().st_size if self.output.exists() else 0
         return Process(self.namespace, ["fail2ban-server", "-f", "-c", str(self.config), "-s", str(self.socket),
                                         "-p", str(pid)], self.directory / "fail2ban.out")
+
+    def _source(self) -> str:
+        """Its log file; with --journal, its systemd backend on journald's files, matching the mail
+        facility (no unit here: journald runs outside systemd, so its entries have no _SYSTEMD_UNIT)."""
+        if JOURNALD is None:
+            return f"logpath = {self.log}"
+        return f"backend = systemd[journalpath={JOURNALD.directory}]\njournalmatch = SYSLOG_FACILITY=2"
 
     def _text(self, start: int) -> str:
         try:
@@ -489,8 +530,9 @@ def summary(latencies: list[float], timeouts: int) -> dict:
 
 
 def measure_latency(tool: Blocker, namespace: Namespace, failures: int, trials: int, warmup: int,
-                    gap: float, seed: int, progress: Callable[[str], None]) -> tuple[dict, Process]:
-    """Start the tool, run warm-up and measured trials; return the figures and the running process."""
+                    gap: float, seed: int, progress: Callable[[str], None], first: int = 0) -> tuple[dict, Process]:
+    """Start the tool, run warm-up and measured trials (from the `first` trial's address on); return the
+    figures and the running process."""
     rng = random.Random(seed)
     process = tool.start("latency")
     tool.ready(process)
@@ -500,16 +542,17 @@ def measure_latency(tool: Blocker, namespace: Namespace, failures: int, trials: 
     warm: list[float | None] = []
     timeouts = 0
     for i in range(warmup + trials):
-        address = str(TRIAL_BASE + 256 * i)
+        address = str(TRIAL_BASE + 256 * (first + i))
         mark = tool.mark()
-        with open(tool.log, "ab") as f:
-            f.write(b"".join(syslog_line(address, 1000 + i) for _ in range(failures - 1)))
+        write_failures(tool.log, [syslog_line(address, 1000 + i) for _ in range(failures - 1)])
         tool.wait_read(mark, address, failures - 1, process)
         # Pacing, not settling: the last attempt comes at a random moment (see the module's doc).
         time.sleep(rng.uniform(0.0, gap))
         try:
             latency, n = namespace.call(trial, str(tool.log), syslog_line(address, 1000 + i), tool.nft_set,
-                                        address, TRIAL_TIMEOUT, timeout=TRIAL_TIMEOUT + 30)
+                                        address, TRIAL_TIMEOUT, POLL,
+                                        None if JOURNALD is None else str(JOURNALD.dev_log),
+                                        timeout=TRIAL_TIMEOUT + 30)
         except RuntimeError as e:
             raise ToolError(f"{tool.name}: trial {i + 1}: {e}") from None
         if not process.alive():
@@ -639,8 +682,10 @@ def latency_part(tool: Blocker, namespace: Namespace, args: argparse.Namespace, 
     """The tool's report entry: what it is, and its latency figures (or why there are none)."""
     entry: dict = {}
     try:
+        # In one journal both tools read, each its own addresses: fail2ban reads what adaptive's trials left.
+        first = (args.warmup + args.trials) * (tool.name != "adaptive") if JOURNALD is not None else 0
         figures, process = measure_latency(tool, namespace, failures, args.trials, args.warmup, args.gap,
-                                           args.seed, progress)
+                                           args.seed, progress, first)
         tool.stop(process)
         namespace.call(delete_table, tool.family, tool.table)
         entry["latency"] = figures
@@ -760,10 +805,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="how long after the flush the bans back are counted (10)")
     p.add_argument("--no-fail2ban", action="store_true", help="adaptive only")
     p.add_argument("--no-restore", action="store_true", help="latency only")
+    p.add_argument("--journal", action="store_true",
+                   help="both tools follow the systemd journal (a journald started here, in a private mount "
+                        "namespace) instead of a file; latency only")
     p.add_argument("--json", action="store_true", help="end with one JSON line of all the figures")
     args = p.parse_args(argv)
-    if args.trials < 2 or args.warmup < 0 or args.warmup + args.trials > TRIAL_ROOM:
-        p.error(f"--trials must be at least 2, and --warmup + --trials at most {TRIAL_ROOM}")
+    if args.journal:
+        args.no_restore, args.repair = True, 0
+    room = TRIAL_ROOM // 2 if args.journal else TRIAL_ROOM
+    if args.trials < 2 or args.warmup < 0 or args.warmup + args.trials > room:
+        p.error(f"--trials must be at least 2, and --warmup + --trials at most {room}")
     if args.restore < 1 or args.f2b_restore < 1 or args.restore_runs < 1:
         p.error("--restore, --f2b-restore and --restore-runs must be at least 1")
     if os.geteuid() != 0:
@@ -788,7 +839,17 @@ def main(argv: list[str] | None = None) -> int:
     out.write(f"machine   {m['cpu']}, {m['cores']} cores; {m['python']}; Linux {m['kernel']}\n")
     directory = Path(tempfile.mkdtemp(prefix="adl-latency-"))
     nets = Namespaces(prefix="adl")
+    global JOURNALD
     try:
+        if args.journal:
+            import journals
+            why_not = journals.missing() or (None if journals.JOURNALD else "systemd-journald is not installed")
+            if why_not:
+                print(f"latency.py: --journal: {why_not}", file=sys.stderr)
+                return 2
+            JOURNALD = journals.Journald(directory / "journald").__enter__()
+            out.write(f"journal   journald {journals.JOURNALD}, in {JOURNALD.directory}; the failures are sent to "
+                      "its syslog socket as syslog(3) sends them\n")
         (directory / "adaptive").mkdir()
         tools: list[tuple[Blocker, Namespace, int, int, float]] = []
         adaptive = Adaptive(nets.add("adaptive"), directory / "adaptive")
@@ -802,8 +863,9 @@ def main(argv: list[str] | None = None) -> int:
             (directory / "fail2ban").mkdir()
             f2b = Fail2ban(nets.add("f2b"), directory / "fail2ban", failures)
             tools.append((f2b, f2b.namespace, args.f2b_restore, 1, args.f2b_deadline))
-        report["setup"] = {"failures": failures, "adaptive_scoring": why, "trials": args.trials,
-                           "warmup": args.warmup, "gap": args.gap, "seed": args.seed, "poll": POLL}
+        report["setup"] = {"journal": args.journal, "failures": failures, "adaptive_scoring": why,
+                           "trials": args.trials, "warmup": args.warmup, "gap": args.gap, "seed": args.seed,
+                           "poll": POLL}
         out.write(f"setup     {failures} SASL failures ban a source (adaptive: {why}; fail2ban: maxretry "
                   f"{failures}, findtime 10m, bantime 1h); {args.trials} trials per tool after "
                   f"{args.warmup} warm-up, the last line 0-{args.gap:g} s after the others were read; "
@@ -841,6 +903,8 @@ def main(argv: list[str] | None = None) -> int:
         for process in STARTED:
             process.kill()
         nets.close()
+        if JOURNALD is not None:
+            JOURNALD.__exit__(None, None, None)
         shutil.rmtree(directory, ignore_errors=True)
 
 

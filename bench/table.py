@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/table.py
 
-Runs `parse.py`, `latency.py`, `nft.py`, `repair.py` and `scoring.py`, each with `--json` (their own output goes to
-stderr as they run, so progress shows), and prints their figures side by side with fail2ban's (or one
-`nft` process per ban) and the ratios, as a Markdown table the README can hold.
+Runs `parse.py`, `journal.py`, `latency.py` (on a file, then `--journal`), `nft.py`, `repair.py` and
+`scoring.py`, each with `--json` (their own output goes to stderr as they run, so progress shows), and
+prints their figures side by side with fail2ban's (or one `nft` process per ban, or journalctl) and the
+ratios, as a Markdown table the README can hold.
 """
 
 from __future__ import annotations
@@ -36,21 +37,35 @@ def machine() -> str:
 
 def main() -> int:
     parse = run("parse.py")
+    journal = run("journal.py")
     latency = run("latency.py")
+    journald = run("latency.py", "--journal")
     nft = run("nft.py")
     repair = run("repair.py")
     scoring = run("scoring.py")
     a, f = parse["adaptive"]["lines_per_s"], parse.get("fail2ban", {}).get("lines_per_s")
+    ja, jf = journal["adaptive"]["entries_per_s"], journal.get("fail2ban", {}).get("entries_per_s")
+    floor = journal["journalctl"][journal["journalctl"]["floor"]]["entries_per_s"]
     la, lf = latency["adaptive"]["latency"], latency.get("fail2ban", {}).get("latency")
+    ja_l, jf_l = journald["adaptive"]["latency"], journald.get("fail2ban", {}).get("latency")
     rows = [
         ("parse, lines/s (`adaptive check`)", f"{a:,.0f}", f"{f:,.0f}" if f else "–",
          f"{a / f:,.1f}×" if f else "–"),
         ("parse, lines/s (one engine: the daemon)", f"{parse['engine']['lines_per_s']:,.0f}",
          f"{f:,.0f}" if f else "–", f"{parse['engine']['lines_per_s'] / f:,.1f}×" if f else "–"),
+        ("journal, entries/s (the daemon's source and engine)", f"{ja:,.0f}", f"{jf:,.0f}" if jf else "–",
+         f"{ja / jf:,.1f}×" if jf else "–"),
+        ("journal, entries/s (vs `journalctl -o cat > /dev/null`, the floor)", f"{ja:,.0f}", f"{floor:,.0f}",
+         f"{ja / floor:,.2f}×"),
         ("log line → kernel ban, p50", f"{la['median'] * 1000:.1f} ms",
          f"{lf['median'] * 1000:.0f} ms" if lf else "–", f"{lf['median'] / la['median']:,.0f}×" if lf else "–"),
         ("log line → kernel ban, p99", f"{la['p99'] * 1000:.1f} ms",
          f"{lf['p99'] * 1000:.0f} ms" if lf else "–", f"{lf['p99'] / la['p99']:,.0f}×" if lf else "–"),
+        ("syslog(3) to journald → kernel ban, p50", f"{ja_l['median'] * 1000:.1f} ms",
+         f"{jf_l['median'] * 1000:.0f} ms" if jf_l else "–",
+         f"{jf_l['median'] / ja_l['median']:,.0f}×" if jf_l else "–"),
+        ("syslog(3) to journald → kernel ban, p99", f"{ja_l['p99'] * 1000:.1f} ms",
+         f"{jf_l['p99'] * 1000:.0f} ms" if jf_l else "–", f"{jf_l['p99'] / ja_l['p99']:,.0f}×" if jf_l else "–"),
         (f"bans/s, {nft['bans']:,} in one batch (vs one `nft` process per ban)", f"{nft['bans_per_s']:,.0f}",
          f"{nft['process_bans_per_s']:,.0f}", f"{nft['ratio']:,.0f}×"),
         (f"restore {nft['bans']:,} bans into a fresh table", f"{nft['restore_seconds']:.2f} s", "", ""),

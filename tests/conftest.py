@@ -17,6 +17,7 @@ MARKS: dict[str, tuple[str, ...]] = {
     "test_e2e": ("kernel", "servers", "e2e"),
     "test_debian13": ("kernel", "servers", "e2e"),
     "test_bench_smoke": ("servers", "e2e"),
+    "test_bench_journal_smoke": ("servers", "e2e"),
     "test_bench_latency_smoke": ("kernel", "servers", "e2e"),
     "test_bench_repair_smoke": ("kernel", "servers", "e2e"),
     "test_deb": ("kernel", "e2e", "package"),

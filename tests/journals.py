@@ -13,6 +13,7 @@ endian, the bytes and `\\n`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -133,6 +134,7 @@ class Journald:
         self.conf = root / "journald.conf"
         self.proc: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
+        self._dir_fd: int | None = None
 
     def __enter__(self) -> Journald:
         for d in (self.runtime, self.logs):
@@ -147,6 +149,8 @@ class Journald:
         self.stop()
         if self._socket is not None:
             self._socket.close()
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
 
     @property
     def dev_log(self) -> Path:
@@ -159,6 +163,9 @@ class Journald:
 
     def start(self) -> None:
         assert JOURNALD is not None, "systemd-journald is not installed"
+        if self._dir_fd is not None:         # a new journald makes its socket directory anew
+            os.close(self._dir_fd)
+            self._dir_fd = None
         script = (f"mount -t tmpfs none /run && mkdir -p /run/log /run/systemd && mount --bind {self.logs} /run/log "
                   f"&& mount --bind {self.runtime} /run/systemd && mount --bind {self.conf} /etc/systemd/journald.conf "
                   f"&& exec {JOURNALD}")
@@ -194,7 +201,17 @@ class Journald:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         body = message.encode() if isinstance(message, str) else message
         head = f"<{facility * 8 + severity}>{time.strftime('%b %e %H:%M:%S')} {identifier}[{pid}]: ".encode()
-        self._socket.sendto(head + body, str(self.dev_log))
+        self._socket.sendto(head + body, self.address)
+
+    @property
+    def address(self) -> str:
+        """The dev-log socket's path, short enough for AF_UNIX (108 bytes) however deep the test's
+        directory is: through a descriptor of its directory."""
+        if len(str(self.dev_log)) < 100:
+            return str(self.dev_log)
+        if self._dir_fd is None:
+            self._dir_fd = os.open(self.dev_log.parent, os.O_PATH | os.O_DIRECTORY)
+        return f"/proc/self/fd/{self._dir_fd}/{self.dev_log.name}"
 
     def entries(self) -> int:
         """How many entries journald has stored (journalctl --directory, all files)."""

@@ -92,3 +92,21 @@ def test_adaptive_half_and_the_goals(run):
     assert re.search(r"^(PASS|FAIL) +adaptive's median [\d.]+ ms \(goal: under 10 ms\)", out, re.M), out
     assert re.search(r"^(PASS|FAIL) +adaptive's 99th percentile", out, re.M), out
     assert re.search(r"^(PASS|FAIL) +fail2ban's median is [\d,]+x adaptive's \(goal: at least 20x\)", out, re.M), out
+
+
+def test_the_journal_latency_runs_both_tools_on_journald():
+    import journals
+    if journals.missing() or journals.JOURNALD is None:
+        pytest.skip(journals.missing() or "systemd-journald is not installed")
+    done = subprocess.run([sys.executable, str(BENCH / "latency.py"), "--journal", "--trials", "3", "--warmup", "1",
+                           "--gap", "0.3", "--json"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["setup"]["journal"] is True
+    for tool in ("adaptive", "fail2ban"):
+        latency = report[tool]["latency"]
+        assert latency["trials"] == 3 and latency["timeouts"] == 0 and latency["median"] > 0, report[tool]
+    assert "(a journal source)" in report["adaptive"]["command"] and "(systemd)" in report["fail2ban"]["backend"]
+    assert "restore" not in report["adaptive"] and "repair" not in report["adaptive"]
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert not {line.split()[0] for line in listing.splitlines() if line.strip()} & set(report["namespaces"])

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -155,7 +156,7 @@ def test_an_uncommitted_chunk_is_read_again_and_none_twice(tmp_path, store):
 
 
 KILLED_READER = textwrap.dedent("""
-    import sqlite3, sys
+    import select, sqlite3, sys
     from adaptive.sources import JournalSource, Position
 
     class Store:
@@ -177,7 +178,10 @@ KILLED_READER = textwrap.dedent("""
     store = Store(sys.argv[2])
     source = JournalSource("j", store, directory=sys.argv[1], start="beginning", max_entries=10)
     while True:
-        for chunk in source.poll():
+        chunks = source.poll()
+        if not chunks:
+            select.select(source.descriptors(), [], [], 0.01)
+        for chunk in chunks:
             store.db.execute("BEGIN")
             store.db.executemany("INSERT INTO seen VALUES (?)", [(l,) for l in chunk.data.splitlines()])
             source.commit(chunk)
@@ -196,9 +200,28 @@ def test_kill_9_during_a_burst_loses_and_repeats_no_entry(tmp_path):
         with sqlite3.connect(db) as c:
             return int(c.execute("SELECT count(*) FROM seen").fetchone()[0])
 
+    readers: list[subprocess.Popen[bytes]] = []
+
+    def reader_process() -> subprocess.Popen[bytes]:
+        readers.append(subprocess.Popen([str(PYTHON), str(script), str(journal), str(db)], stderr=subprocess.PIPE))
+        return readers[-1]
+
+    try:
+        kill_during_bursts(journal, seen, reader_process)
+    finally:
+        for reader in readers:          # whatever failed: none outlives the test
+            reader.kill()
+            reader.wait()
+    got = [int(row[0].rsplit(b" ", 1)[1]) for row in sqlite3.connect(db).execute("SELECT line FROM seen")]
+    assert sorted(got) == list(range(60_000))         # every entry once: none lost, none twice
+
+
+def kill_during_bursts(journal: Path, seen: Callable[[], int],
+                       reader_process: Callable[[], subprocess.Popen[bytes]]) -> None:
+    """Three bursts of 20,000 entries, a reader killed in the middle of each, then one that finishes."""
     total, cut_short = 0, 0
     for _ in range(3):
-        reader = subprocess.Popen([str(PYTHON), str(script), str(journal), str(db)], stderr=subprocess.PIPE)
+        reader = reader_process()
         # The burst goes into the journal while the reader reads it; the kill comes in the middle.
         burst = [Entry("postfix/smtpd", 1, f"entry {total + n}", realtime=T0 + total + n) for n in range(20_000)]
         writer = threading.Thread(target=write, args=(journal, burst))
@@ -212,14 +235,8 @@ def test_kill_9_during_a_burst_loses_and_repeats_no_entry(tmp_path):
         cut_short += seen() < total
         writer.join()
     assert cut_short, "no kill landed before the reader had read its burst: nothing was tested"
-    final = subprocess.Popen([str(PYTHON), str(script), str(journal), str(db)], stderr=subprocess.PIPE)
-    try:
-        assert wait_for(lambda: seen() >= total or final.poll() is not None, timeout=30)
-    finally:
-        final.kill()
-        final.wait()
-    got = [int(row[0].rsplit(b" ", 1)[1]) for row in sqlite3.connect(db).execute("SELECT line FROM seen")]
-    assert sorted(got) == list(range(total))          # every entry once: none lost, none twice
+    final = reader_process()
+    assert wait_for(lambda: seen() >= total or final.poll() is not None, timeout=30)
 
 
 # --- rotation, vacuum, corruption ---

@@ -311,7 +311,7 @@ class SourceConfig:
     match: tuple[str, ...] = _checked((), _matches)
     # type "journal": seconds between looks at the journal while entries keep coming (journald tells
     # its readers of an entry up to half a second late); 0: only when journald tells.
-    busy_poll: float = _checked(0.01, _busy_poll)
+    busy_poll: float = _checked(0.005, _busy_poll)
     # type "file": when the file does not exist as the daemon starts, "journal" reads the journal
     # `directory` and `match` say instead (a host without rsyslog); "" waits for the file.
     fallback: str = _checked("", _one_of("", "journal"))
