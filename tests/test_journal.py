@@ -116,6 +116,15 @@ def test_a_newline_in_a_message_forges_no_line_and_binary_stays_bytes(tmp_path, 
     source.close()
 
 
+def test_a_field_given_twice_is_read_by_its_first_value_and_an_empty_message_kept(tmp_path, store):
+    write(tmp_path, [Entry("postfix/smtpd", 5, "second", fields={"MESSAGE": "first", "SYSLOG_IDENTIFIER": "other"}),
+                     Entry("postfix/smtpd", 6, "", fields={"CODE_FILE": "x.c"})])
+    source = JournalSource("j", store, directory=tmp_path, start="beginning")
+    assert [line.split(b" ", 2)[2] for line in lines(drain(source))] == [b"postfix/smtpd[5]: first",
+                                                                        b"postfix/smtpd[6]: "]
+    source.close()
+
+
 def test_a_message_longer_than_max_line_is_discarded_and_counted(tmp_path, store):
     write(tmp_path, [Entry("postfix/smtpd", 1, "x" * 5000), Entry("postfix/smtpd", 1, "short")])
     source = JournalSource("j", store, directory=tmp_path, start="beginning", max_line=4096)
