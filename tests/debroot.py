@@ -45,10 +45,10 @@ RECIPE = 1      # bump when the way a root is built changes, so roots built the 
 SERVERS = ["postfix", "dovecot-core", "dovecot-imapd", "dovecot-pop3d", "dovecot-submissiond",
            "openssl", "ca-certificates"]
 PYTHON = ["python3", "python3-nftables", "nftables", "python3-regex", "python3-watchdog",
-          "python3-prometheus-client", "python3-pytest", "python3-hypothesis", "iproute2", "procps"]
+          "python3-prometheus-client", "python3-systemd", "python3-pytest", "python3-hypothesis", "iproute2", "procps"]
 # What the Debian package needs from the archive, for the roots its tests install it in.
 PACKAGE_DEPENDS = ["python3", "python3-nftables", "nftables", "python3-regex", "python3-watchdog",
-                   "python3-prometheus-client"]
+                   "python3-prometheus-client", "python3-systemd"]
 # A root's name -> the packages installed in it. A name is a Debian suite, or SUITE-fresh: a root as
 # debootstrap leaves it (minbase), with the archive's lists and DOWNLOADS[name] fetched into apt's cache
 # but not installed, so apt can install a package and its dependencies there without the network.

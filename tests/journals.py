@@ -124,24 +124,26 @@ class Journald:
     The namespace gives it a /run of its own with the test's directories bound in (its sockets in
     `runtime/journal`, its files in `directory`) and a journald.conf of the test's (volatile storage,
     no rate limit, no kernel log): the host's /run, /var/log/journal and journald.conf are not touched.
-    `syslog` sends what glibc's syslog(3) sends to /dev/log, to journald's dev-log socket.
+    `syslog` sends what glibc's syslog(3) sends to /dev/log, to journald's dev-log socket. (Debian 13
+    ships no /etc/systemd/journald.conf: the test's is bound over /etc/systemd as a directory of its own.)
     """
 
     def __init__(self, root: Path):
         self.root = root
         self.runtime = root / "run-systemd"      # bound on /run/systemd: journald's sockets
         self.logs = root / "run-log"             # bound on /run/log: its volatile journal
-        self.conf = root / "journald.conf"
+        self.etc = root / "etc-systemd"          # bound on /etc/systemd: its journald.conf alone
+        self.conf = self.etc / "journald.conf"
         self.proc: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
         self._dir_fd: int | None = None
 
     def __enter__(self) -> Journald:
-        for d in (self.runtime, self.logs):
+        for d in (self.runtime, self.logs, self.etc):
             d.mkdir(parents=True, exist_ok=True)
         self.conf.write_text("[Journal]\nStorage=volatile\nRateLimitBurst=0\nRateLimitIntervalSec=0\n"
                              "ForwardToSyslog=no\nForwardToWall=no\nForwardToConsole=no\nReadKMsg=no\n"
-                             "RuntimeMaxFileSize=1M\n")
+                             "RuntimeMaxFileSize=1M\nAudit=no\n")
         self.start()
         return self
 
@@ -167,15 +169,18 @@ class Journald:
             os.close(self._dir_fd)
             self._dir_fd = None
         script = (f"mount -t tmpfs none /run && mkdir -p /run/log /run/systemd && mount --bind {self.logs} /run/log "
-                  f"&& mount --bind {self.runtime} /run/systemd && mount --bind {self.conf} /etc/systemd/journald.conf "
+                  f"&& mount --bind {self.runtime} /run/systemd && mount --bind {self.etc} /etc/systemd "
                   f"&& exec {JOURNALD}")
         self.dev_log.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        output = self.root / "journald.out"     # its own messages: a file, which never fills up as a pipe would
+        with open(output, "ab") as out:
+            self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "SYSTEMD_LOG_TARGET": "console"})
         deadline = time.monotonic() + 10
         while not (self.dev_log.exists() and self.directory.is_dir()):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                err = output.read_text(errors="replace")[-4000:]
                 raise RuntimeError(f"systemd-journald did not start ({self.proc.poll()}): {err}")
             time.sleep(0.01)
 
