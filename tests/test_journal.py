@@ -25,27 +25,17 @@ from adaptive.daemon import Daemon
 from adaptive.filters.engine import Engine
 from adaptive.filters.prefix import YearGuess
 from adaptive.filters.rules import load_directory
-from adaptive.sources import JOURNAL, JournalSource, Position, open_source
+from adaptive.sources import JOURNAL, JournalSource, open_source
 
 import journals
 from journals import Entry, failures, write
 from netns import PYTHON, wait_for
+from test_sources import MemoryStore
 
 pytestmark = pytest.mark.skipif(journals.missing() is not None, reason=str(journals.missing()))
 
 SHIPPED = Path(__file__).resolve().parent.parent / "conf" / "adaptive.toml"
 T0 = calendar.timegm((2026, 12, 4, 10, 0, 1)) * 1_000_000 + 123456     # 2026-12-04T10:00:01.123456Z
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.positions: dict[str, Position] = {}
-
-    def load_position(self, source: str) -> Position | None:
-        return self.positions.get(source)
-
-    def save_position(self, source: str, position: Position) -> None:
-        self.positions[source] = position
 
 
 def drain(source: JournalSource, commit: bool = True) -> bytes:
