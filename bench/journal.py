@@ -57,7 +57,7 @@ from adaptive.sources.journal import DEFAULT_MATCHES, MAX_LINE  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mail_log  # noqa: E402
-from parse import ReaderError, machine  # noqa: E402
+from parse import ReaderError, _best, _times, machine  # noqa: E402  (the runs printed as parse.py prints them)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import journals  # noqa: E402
@@ -294,14 +294,6 @@ def run_fail2ban(directory: Path, flt: str, match: str) -> dict:
     return {"filter": flt, "command": command, "seconds": seconds, "journalmatch": used.group(1) if used else "",
             "own_journalmatch": own_journalmatch(flt), "entries": lines, "matched": matched,
             "ignored": ignored, "missed": missed}
-
-
-def _best(runs: list[dict]) -> dict:
-    return min(runs, key=lambda r: r["seconds"])
-
-
-def _times(runs: list[dict]) -> str:
-    return ", ".join(f"{r['seconds']:.3f}" for r in runs)
 
 
 def main(argv: list[str] | None = None) -> int:
